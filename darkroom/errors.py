@@ -1,0 +1,105 @@
+"""One error hierarchy with stable codes. HTTP statuses are assigned only at the API edge."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class DarkroomError(Exception):
+    """Base class: ``code`` is the stable ``error_type``; ``retryable`` tells workers whether to retry."""
+
+    code: ClassVar[str] = "internal_error"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def to_dict(self) -> dict[str, str]:
+        return {"detail": self.detail, "error_type": self.code}
+
+
+class InvalidInput(DarkroomError):
+    code = "invalid_input"
+
+
+class ImageTooLarge(InvalidInput):
+    code = "image_too_large"
+
+
+class UnsupportedImage(InvalidInput):
+    code = "unsupported_image"
+
+
+class FetchRefused(InvalidInput):
+    code = "fetch_refused"
+
+
+class FetchFailed(InvalidInput):
+    """The input URL answered with a 4xx or is unreachable for good."""
+
+    code = "fetch_failed"
+
+
+class TransientError(DarkroomError):
+    retryable = True
+    code = "transient_error"
+
+
+class FetchUnavailable(TransientError):
+    """Input fetch timed out or got a 5xx: worth retrying."""
+
+    code = "fetch_unavailable"
+
+
+class StorageUnavailable(TransientError):
+    code = "storage_unavailable"
+
+
+class DeviceOutOfMemory(TransientError):
+    code = "device_out_of_memory"
+
+
+class NotFound(DarkroomError):
+    code = "not_found"
+
+
+class RequestCancelled(DarkroomError):
+    code = "request_cancelled"
+
+
+class RequestTimeout(DarkroomError):
+    code = "request_timeout"
+
+
+class ModelUnavailable(DarkroomError):
+    code = "model_unavailable"
+
+
+class WorkerCrash(DarkroomError):
+    code = "worker_crash"
+
+
+class InternalError(DarkroomError):
+    code = "internal_error"
+
+
+class QueueFull(DarkroomError):
+    code = "queue_full"
+    retryable = True
+
+
+class ServiceUnavailable(DarkroomError):
+    code = "service_unavailable"
+    retryable = True
+
+
+def error_class(code: str) -> type[DarkroomError]:
+    """The class registered for a stable code (InternalError when unknown)."""
+    stack: list[type[DarkroomError]] = [DarkroomError]
+    while stack:
+        cls = stack.pop()
+        if cls.code == code:
+            return cls
+        stack.extend(cls.__subclasses__())
+    return InternalError

@@ -1,0 +1,91 @@
+"""One typed settings object for every part of Darkroom (env prefix ``DARKROOM_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DAY_S = 24 * 3600
+
+
+class Settings(BaseSettings):
+    """Built once at start-up and passed in; nothing else reads ``os.environ``."""
+
+    model_config = SettingsConfigDict(env_prefix="DARKROOM_", env_file=None, extra="ignore")
+
+    # --- Redis (broker, job store, pub/sub) ---
+    redis_url: str = Field("", description="Redis URL. Empty: `darkroom up` starts a private redis-server.")
+    redis_socket_timeout_s: float = Field(1.5, description="Socket connect/read timeout for the job store.")
+
+    # --- object storage ---
+    storage_backend: Literal["s3", "local"] = Field("local", description="Where inputs and results live.")
+    local_storage_dir: Path = Field(Path("data/objects"), description="Root directory of the local backend.")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, moto); None = AWS.")
+    s3_region: str = Field("us-east-1", description="S3 region.")
+    s3_bucket: str = Field("darkroom", description="Bucket for inputs and results.")
+    s3_access_key_id: str | None = Field(None, description="S3 access key id (None: boto3's default chain).")
+    s3_secret_access_key: str | None = Field(None, description="S3 secret access key.")
+    s3_create_bucket: bool = Field(False, description="Create the bucket at start-up when it is missing.")
+    s3_public_base_url: str | None = Field(
+        None, description="If set, result URLs are `<base>/<key>` instead of presigned GETs."
+    )
+    s3_presign_ttl_s: int = Field(3600, ge=1, description="Lifetime of presigned result URLs.")
+    s3_connect_timeout_s: float = Field(2.0, description="S3 connect timeout.")
+    s3_read_timeout_s: float = Field(10.0, description="S3 read timeout.")
+    s3_max_attempts: int = Field(2, ge=1, description="boto3's own attempts per S3 call.")
+
+    # --- API ---
+    host: str = Field("127.0.0.1", description="Bind address of the API.")
+    port: int = Field(8000, description="Port of the API.")
+    public_base_url: str = Field(
+        "", description="Base URL clients use to reach the API (response_url etc.); empty: http://host:port."
+    )
+    retention_s: int = Field(7 * DAY_S, ge=60, description="Job records and result objects expire after this.")
+
+    # --- inputs ---
+    max_input_bytes: int = Field(50 * 1024 * 1024, description="Largest accepted input file.")
+    max_pixels: int = Field(50_000_000, description="Largest accepted width x height.")
+    max_side_px: int = Field(16384, description="Largest accepted width or height.")
+    fetch_connect_timeout_s: float = Field(5.0, description="Connect timeout when fetching input URLs.")
+    fetch_timeout_s: float = Field(30.0, description="Total timeout when fetching input URLs.")
+
+    # --- worker ---
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Device the worker runs effects on.")
+    torch_threads: int = Field(0, ge=0, description="torch intra-op threads per worker process (0: torch's).")
+    worker_concurrency: int = Field(1, ge=1, description="Job slots per worker process.")
+    visibility_timeout_s: int = Field(
+        3600, ge=1, description="Broker redelivers an unacked job after this; must exceed the hard limit."
+    )
+    task_soft_time_limit_s: int = Field(600, ge=1, description="Soft time limit of one job.")
+    task_hard_time_limit_s: int = Field(900, ge=1, description="Hard time limit of one job.")
+    broker_restore_interval_s: float = Field(
+        30.0, description="How often workers look for unacked messages past the visibility timeout."
+    )
+
+    log_level: str = Field("INFO", description="Log level.")
+    log_format: Literal["text", "json"] = Field("text", description="Log line format.")
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> Settings:
+        if self.task_soft_time_limit_s > self.task_hard_time_limit_s:
+            raise ValueError("task_soft_time_limit_s must not exceed task_hard_time_limit_s")
+        if self.visibility_timeout_s <= self.task_hard_time_limit_s:
+            raise ValueError(
+                "visibility_timeout_s must be longer than task_hard_time_limit_s, "
+                "or the broker would hand a running job to a second worker"
+            )
+        return self
+
+    @property
+    def api_base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, read once (entry points only; libraries take them as arguments)."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Darkroom workers: Celery tasks, the job runner, image conversion and the torch effects."""

@@ -1,0 +1,41 @@
+"""Small tensor helpers shared by the effects (no effect registers here)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+REC709 = (0.2126, 0.7152, 0.0722)
+REC601 = (0.299, 0.587, 0.114)
+
+
+def luma(x: torch.Tensor, weights: tuple[float, float, float] = REC709) -> torch.Tensor:
+    """Weighted sum of the RGB channels: ``(B, 3, H, W) -> (B, 1, H, W)``."""
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    return r * weights[0] + g * weights[1] + b * weights[2]
+
+
+def clamp01(x: torch.Tensor) -> torch.Tensor:
+    """Finite and in [0, 1]: NaN becomes 0, +inf 1, -inf 0."""
+    return torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
+
+
+def pad_reflect(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
+    """Reflect-pad H by ``ph`` and W by ``pw``, also when the pad exceeds the image (falls back to
+    replicate where reflection is impossible, e.g. a 1-pixel side)."""
+    if ph == 0 and pw == 0:
+        return x
+    h, w = x.shape[-2:]
+    if ph < h and pw < w:
+        return F.pad(x, (pw, pw, ph, ph), mode="reflect")
+    # Large pads: reflect indices with period 2(n-1) ("reflect_101"), replicate for n == 1.
+    return x.index_select(-2, _reflect_index(h, ph, x.device)).index_select(-1, _reflect_index(w, pw, x.device))
+
+
+def _reflect_index(n: int, pad: int, device: torch.device) -> torch.Tensor:
+    idx = torch.arange(-pad, n + pad, device=device)
+    if n == 1:
+        return torch.zeros_like(idx)
+    period = 2 * (n - 1)
+    idx = idx.remainder(period)
+    return torch.where(idx >= n, period - idx, idx)

@@ -1,0 +1,28 @@
+"""Vignette: linear radial darkening; strength above 1 acts as 1 (node pack behaviour, kept).
+
+The node pack's grid had its axes swapped and crashed on non-square images; this one is built on
+(H, W) properly (decisions.md §3).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from worker.effects.common import clamp01
+from worker.effects.registry import BatchParams, register
+
+
+def radius_map(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """Distance from the centre on a [-1, 1] grid, normalised to 1 at the corners: ``(1, 1, H, W)``."""
+    ys = torch.linspace(-1, 1, h, device=device).view(h, 1)
+    xs = torch.linspace(-1, 1, w, device=device).view(1, w)
+    r = torch.sqrt(ys * ys + xs * xs)
+    peak = r.max()
+    return (r / peak if peak > 0 else r).view(1, 1, h, w)
+
+
+@register("vignette")
+def vignette(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
+    strength = p.scalar("vignette_strength").clamp(0, 1)
+    v = 1 - radius_map(x.shape[-2], x.shape[-1], x.device) * strength
+    return clamp01(x * v)
