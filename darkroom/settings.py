@@ -44,7 +44,12 @@ class Settings(BaseSettings):
     public_base_url: str = Field(
         "", description="Base URL clients use to reach the API (response_url etc.); empty: http://host:port."
     )
-    retention_s: int = Field(7 * DAY_S, ge=60, description="Job records and result objects expire after this.")
+    max_queue_length: int = Field(
+        10000, ge=0, description="Most jobs waiting per app; beyond it submit answers 429 (0: no cap)."
+    )
+    retention_s: int = Field(
+        7 * DAY_S, ge=60, description="Job records and result objects expire after this."
+    )
 
     # --- inputs ---
     max_input_bytes: int = Field(50 * 1024 * 1024, description="Largest accepted input file.")
@@ -66,6 +71,12 @@ class Settings(BaseSettings):
         30.0, description="How often workers look for unacked messages past the visibility timeout."
     )
 
+    retry_max: int = Field(5, ge=0, description="Retries of a transient failure before the job fails.")
+    retry_backoff_base_s: float = Field(1.0, ge=0, description="First retry delay; doubles each retry.")
+    retry_backoff_max_s: float = Field(
+        60.0, ge=0, description="Cap on one retry delay (must stay below visibility_timeout_s)."
+    )
+
     log_level: str = Field("INFO", description="Log level.")
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
 
@@ -78,7 +89,20 @@ class Settings(BaseSettings):
                 "visibility_timeout_s must be longer than task_hard_time_limit_s, "
                 "or the broker would hand a running job to a second worker"
             )
+        if self.retry_backoff_max_s >= self.visibility_timeout_s:
+            raise ValueError(
+                "retry_backoff_max_s must be below visibility_timeout_s: a delayed retry waiting past "
+                "the visibility timeout would be delivered twice"
+            )
         return self
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as DARKROOM_* environment variables (to configure child processes)."""
+        env = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is not None:
+                env[f"DARKROOM_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        return env
 
     @property
     def api_base_url(self) -> str:

@@ -9,6 +9,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -16,16 +17,20 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from darkroom.apps.params import EFFECT_GROUPS, GROUPS_BY_NAME, EffectGroup, EffectParams
+from darkroom.refs import OBJECT_REF_PREFIX
 
 INPUT_SCHEMES = ("http://", "https://", "data:")
 MAX_SEED = 2**63 - 1
 
 
-def check_image_url(value: str, field: str, required: bool = True) -> str:
-    """An image reference must be an http(s) URL or a data URI."""
+def check_image_url(value: str, field: str, required: bool = True, trusted: bool = False) -> str:
+    """An image reference must be an http(s) URL or a data URI. Stored jobs (``trusted``) may also
+    hold references to objects Darkroom itself stored at submit."""
     if not value:
         if required:
             raise ValueError(f"{field} is required: give an http(s) URL or a data URI")
+        return value
+    if trusted and value.startswith(OBJECT_REF_PREFIX):
         return value
     if not value.startswith(INPUT_SCHEMES):
         raise ValueError(f"{field} must be an http(s) URL or a data: URI, got {value[:40]!r}")
@@ -47,12 +52,16 @@ class ImageInputBase(BaseModel):
 
     @field_validator("image_url")
     @classmethod
-    def _image_url(cls, v: str) -> str:
-        return check_image_url(v, "image_url")
+    def _image_url(cls, v: str, info: ValidationInfo) -> str:
+        return check_image_url(v, "image_url", trusted=is_trusted(info))
 
     def effect_chain(self) -> list[tuple[str, EffectParams]]:
         """The enabled effects, in processing order, with their parameters."""
         raise NotImplementedError
+
+
+def is_trusted(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("trusted"))
 
 
 def field_error(title: str, field: str, message: str, value: Any) -> ValidationError:
@@ -82,11 +91,14 @@ class _EffectsInput(ImageInputBase):
         return chain
 
     @model_validator(mode="after")
-    def _dissolve_needs_image(self) -> _EffectsInput:
+    def _dissolve_needs_image(self, info: ValidationInfo) -> _EffectsInput:
         try:
-            check_image_url(self.dissolve_image_url, "dissolve_image_url", required=self.enable_dissolve)
+            check_image_url(
+                self.dissolve_image_url, "dissolve_image_url", self.enable_dissolve, is_trusted(info)
+            )
         except ValueError as exc:
-            raise field_error(type(self).__name__, "dissolve_image_url", str(exc), self.dissolve_image_url)
+            name = type(self).__name__
+            raise field_error(name, "dissolve_image_url", str(exc), self.dissolve_image_url) from None
         return self
 
 
@@ -108,6 +120,16 @@ class _SingleEffectInput(ImageInputBase):
         group = GROUPS_BY_NAME[self.effect_name]
         values = {k: getattr(self, k) for k in group.params.model_fields}
         return [(group.name, group.params(**values))]
+
+    @model_validator(mode="after")
+    def _dissolve_image(self, info: ValidationInfo) -> _SingleEffectInput:
+        if "dissolve_image_url" in type(self).model_fields:
+            value = self.dissolve_image_url
+            try:
+                check_image_url(value, "dissolve_image_url", True, is_trusted(info))
+            except ValueError as exc:
+                raise field_error(type(self).__name__, "dissolve_image_url", str(exc), value) from None
+        return self
 
 
 def _build_single_input(group: EffectGroup) -> type[_SingleEffectInput]:

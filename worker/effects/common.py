@@ -29,7 +29,8 @@ def pad_reflect(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
     if ph < h and pw < w:
         return F.pad(x, (pw, pw, ph, ph), mode="reflect")
     # Large pads: reflect indices with period 2(n-1) ("reflect_101"), replicate for n == 1.
-    return x.index_select(-2, _reflect_index(h, ph, x.device)).index_select(-1, _reflect_index(w, pw, x.device))
+    rows = _reflect_index(h, ph, x.device)
+    return x.index_select(-2, rows).index_select(-1, _reflect_index(w, pw, x.device))
 
 
 def _reflect_index(n: int, pad: int, device: torch.device) -> torch.Tensor:

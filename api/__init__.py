@@ -1,0 +1,1 @@
+"""The Darkroom HTTP API (FastAPI). Never imports torch."""

@@ -1,0 +1,39 @@
+"""What routes share: the service objects built at start-up, and loading a job by id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from celery import Celery
+from fastapi import Request
+
+from darkroom.errors import NotFound
+from darkroom.job import JobRecord
+from darkroom.settings import Settings
+from storage.jobs import JobStore
+from storage.objects import ObjectStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: JobStore
+    objects: ObjectStore
+    celery: Celery
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def request_urls(settings: Settings, base_id: str, request_id: str) -> dict[str, str]:
+    root = f"{settings.api_base_url}/{base_id}/requests/{request_id}"
+    return {"response_url": root, "status_url": f"{root}/status", "cancel_url": f"{root}/cancel"}
+
+
+def load_job(svc: Services, base_id: str, request_id: str, owner: str = "") -> JobRecord:
+    """The job, if it exists under this app and belongs to the caller; else NotFound (404)."""
+    job = svc.store.get(request_id)
+    if job is None or job.base_id != base_id or (job.owner and job.owner != owner):
+        raise NotFound(f"Request {request_id} not found")
+    return job

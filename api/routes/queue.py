@@ -1,0 +1,171 @@
+"""The fal queue protocol (contract §3): submit, status, result and cancel, per registered app.
+
+No `from __future__ import annotations` here: FastAPI must see the per-app body models themselves.
+"""
+
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import JSONResponse
+
+from darkroom.apps import APPS, AppSpec, base_app_ids
+from darkroom.errors import InvalidInput, NotFound
+from darkroom.job import JobRecord
+from darkroom.status import JobStatus
+
+from ..deps import Services, load_job, request_urls, services
+from ..errors import error_response
+from ..submit import submit_job
+
+REQUEST_ID_HEADER = "x-fal-request-id"
+TRUE_WORDS = {"1", "true", "yes"}
+FALSE_WORDS = {"0", "false", "no", ""}
+
+
+def parse_flag(value: str | None, name: str) -> bool:
+    if value is None:
+        return False
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise InvalidInput(f"{name} must be one of 1, 0, true, false; got {value!r}")
+
+
+def parse_priority(value: str | None) -> str:
+    word = (value or "normal").strip().lower()
+    if word not in ("normal", "low"):
+        raise InvalidInput(f"X-Fal-Queue-Priority must be 'normal' or 'low', got {value!r}")
+    return word
+
+
+def parse_timeout(value: str | None) -> float | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise InvalidInput(f"X-Fal-Request-Timeout must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
+def status_body(svc: Services, job: JobRecord, with_logs: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "status": job.status.value,
+        "request_id": job.id,
+        **request_urls(svc.settings, job.base_id, job.id),
+        "logs": svc.store.logs(job.id) if with_logs else None,
+    }
+    if job.status is JobStatus.IN_QUEUE:
+        body["queue_position"] = svc.store.position(job)
+    elif job.status is JobStatus.COMPLETED:
+        body["metrics"] = {k: v for k, v in job.metrics.items() if k == "inference_time"}
+        if job.error:
+            body["error"] = job.error["detail"]
+            body["error_type"] = job.error["error_type"]
+    return body
+
+
+def fresh_result(svc: Services, result: dict[str, Any]) -> dict[str, Any]:
+    """The stored output with object URLs presigned afresh (keys are kept in the record, not URLs)."""
+    out = dict(result)
+    images = []
+    for image in result.get("images", []):
+        image = dict(image)
+        key = image.pop("key", None)
+        if key:
+            image["url"] = svc.objects.url(key)
+        images.append(image)
+    out["images"] = images
+    return out
+
+
+def _submit_route(app_spec: AppSpec):
+    model = app_spec.input_model
+
+    async def submit(
+        body: model,  # type: ignore[valid-type]
+        svc: Annotated[Services, Depends(services)],
+        fal_webhook: Annotated[str | None, Query(description="URL to POST the result to")] = None,
+        x_fal_queue_priority: Annotated[str | None, Header()] = None,
+        x_fal_request_timeout: Annotated[str | None, Header()] = None,
+    ) -> JSONResponse:
+        job, position = submit_job(
+            svc,
+            app_spec,
+            body,
+            priority=parse_priority(x_fal_queue_priority),
+            timeout_s=parse_timeout(x_fal_request_timeout),
+            webhook_url=fal_webhook or "",
+        )
+        content = {
+            "status": JobStatus.IN_QUEUE.value,
+            "request_id": job.id,
+            "gateway_request_id": job.id,
+            **request_urls(svc.settings, job.base_id, job.id),
+            "queue_position": position,
+        }
+        return JSONResponse(content, headers={REQUEST_ID_HEADER: job.id})
+
+    submit.__name__ = "submit_" + app_spec.app_id.replace("/", "_").replace("-", "_")
+    return submit
+
+
+def _request_routes(router: APIRouter, base_id: str) -> None:
+    prefix = f"/{base_id}/requests/{{request_id}}"
+
+    @router.get(prefix + "/status", name=f"status {base_id}", tags=[base_id])
+    async def status(
+        request_id: str,
+        svc: Annotated[Services, Depends(services)],
+        logs: Annotated[str | None, Query(description="Include logs: 1|0|true|false")] = None,
+    ) -> JSONResponse:
+        job = load_job(svc, base_id, request_id)
+        code = 200 if job.status.is_terminal() else 202
+        body = status_body(svc, job, parse_flag(logs, "logs"))
+        return JSONResponse(body, status_code=code, headers={REQUEST_ID_HEADER: job.id})
+
+    @router.get(prefix, name=f"result {base_id}", tags=[base_id])
+    async def result(request_id: str, svc: Annotated[Services, Depends(services)]) -> JSONResponse:
+        job = load_job(svc, base_id, request_id)
+        headers = {REQUEST_ID_HEADER: job.id}
+        if not job.status.is_terminal():
+            return JSONResponse({"detail": "Request is still in progress"}, status_code=400, headers=headers)
+        if job.error:
+            return error_response(job.error["error_type"], job.error["detail"], headers)
+        return JSONResponse(fresh_result(svc, job.result or {}), headers=headers)
+
+    @router.put(prefix + "/cancel", name=f"cancel {base_id}", tags=[base_id])
+    async def cancel(request_id: str, svc: Annotated[Services, Depends(services)]) -> JSONResponse:
+        try:
+            job = load_job(svc, base_id, request_id)
+        except NotFound:
+            return JSONResponse({"status": "NOT_FOUND"}, status_code=404)
+        outcome = svc.store.cancel(job)
+        headers = {REQUEST_ID_HEADER: job.id}
+        if outcome == "ALREADY_COMPLETED":
+            return JSONResponse({"status": "ALREADY_COMPLETED"}, status_code=400, headers=headers)
+        if outcome == "NOT_FOUND":
+            return JSONResponse({"status": "NOT_FOUND"}, status_code=404, headers=headers)
+        return JSONResponse({"status": "CANCELLATION_REQUESTED"}, status_code=202, headers=headers)
+
+
+def build_router() -> APIRouter:
+    router = APIRouter()
+    for base_id in base_app_ids():
+        _request_routes(router, base_id)
+    for app_spec in APPS.values():
+        router.add_api_route(
+            f"/{app_spec.app_id}",
+            _submit_route(app_spec),
+            methods=["POST"],
+            summary=app_spec.summary,
+            tags=[app_spec.base_id],
+        )
+    return router
+
+

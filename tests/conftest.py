@@ -1,0 +1,160 @@
+"""Session fixtures: a real redis-server, moto's S3 server, the API over HTTP and a Celery worker.
+
+Everything runs on free loopback ports and is started once per session; tests use unique request ids
+instead of flushing, so the worker's queue bindings survive.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from darkroom.embedded import free_port, start_redis
+from darkroom.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float = 20.0, interval_s: float = 0.02):
+    """Poll ``condition`` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout_s}s")
+        time.sleep(interval_s)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    proc, url = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def api_port() -> int:
+    return free_port()
+
+
+def make_settings(redis_url: str, s3_endpoint: str | None, port: int, **overrides) -> Settings:
+    """Settings for tests: real servers, short timeouts."""
+    values = dict(
+        redis_url=redis_url,
+        port=port,
+        storage_backend="s3" if s3_endpoint else "local",
+        s3_endpoint_url=s3_endpoint,
+        s3_access_key_id="testing",
+        s3_secret_access_key="testing",
+        s3_bucket="darkroom-test",
+        s3_create_bucket=True,
+        s3_connect_timeout_s=1.0,
+        s3_read_timeout_s=2.0,
+        s3_max_attempts=1,
+        visibility_timeout_s=30,
+        task_soft_time_limit_s=15,
+        task_hard_time_limit_s=20,
+        retry_backoff_base_s=0.05,
+        retry_backoff_max_s=0.5,
+        retry_max=2,
+        fetch_connect_timeout_s=1.0,
+        fetch_timeout_s=3.0,
+        broker_restore_interval_s=1.0,
+        log_level="INFO",
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def settings(redis_url, s3_endpoint, api_port) -> Settings:
+    return make_settings(redis_url, s3_endpoint, api_port)
+
+
+class ServerThread(threading.Thread):
+    """uvicorn serving an app in a background thread of the test process."""
+
+    def __init__(self, app, port: int) -> None:
+        import uvicorn
+
+        super().__init__(daemon=True)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+
+    def run(self) -> None:
+        self.server.run()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def api_url(settings) -> Iterator[str]:
+    from api.app import create_app
+
+    thread = ServerThread(create_app(settings), settings.port)
+    thread.start()
+    url = settings.api_base_url
+    wait_for(lambda: _answers(url + "/health"), timeout_s=15)
+    yield url
+    thread.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_worker(settings: Settings, name: str, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    """A real `darkroom worker` process configured by ``settings``."""
+    full_env = {**os.environ, **settings.to_env(), **(env or {})}
+    full_env.setdefault("DARKROOM_TORCH_THREADS", "1")
+    cmd = [sys.executable, "-m", "darkroom.cli", "worker", "--name", name, *extra]
+    return subprocess.Popen(cmd, env=full_env, cwd=ROOT)
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 15) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def worker(settings, api_url) -> Iterator[subprocess.Popen]:
+    proc = start_worker(settings, f"test-{os.getpid()}@localhost")
+    yield proc
+    stop_process(proc)
+
+
+@pytest.fixture
+def client(api_url, worker) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, timeout=10) as c:
+        yield c
