@@ -1,0 +1,72 @@
+"""docker-compose.yml cannot run here (no Docker engine): check it statically against the code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from darkroom.cli import main as cli
+from darkroom.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """SafeLoader that understands compose's `!reset` / `!override` tags."""
+
+
+ComposeLoader.add_constructor("!reset", lambda loader, node: None)
+ComposeLoader.add_constructor("!override", lambda loader, node: loader.construct_mapping(node))
+
+
+def load(name: str) -> dict:
+    return yaml.load((ROOT / name).read_text(), Loader=ComposeLoader)  # noqa: S506 - safe subclass
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load("docker-compose.yml")
+
+
+def darkroom_services(compose: dict) -> dict:
+    return {name: svc for name, svc in compose["services"].items() if svc.get("build")}
+
+
+def test_darkroom_commands_exist(compose):
+    services = darkroom_services(compose)
+    assert set(services) == {"api", "worker"}
+    for svc in services.values():
+        command = svc["command"]
+        assert command[0] == "darkroom"
+        assert command[1] in cli.commands, f"darkroom has no `{command[1]}` command"
+
+
+def test_every_darkroom_variable_is_a_setting(compose):
+    for name in ("docker-compose.yml", "docker-compose.cpu.yml"):
+        for svc_name, svc in load(name)["services"].items():
+            for var in (svc or {}).get("environment", {}) or {}:
+                if var.startswith("DARKROOM_"):
+                    field = var.removeprefix("DARKROOM_").lower()
+                    assert field in Settings.model_fields, f"{name}:{svc_name} sets unknown {var}"
+
+
+def test_redis_is_durable_and_services_wait_for_health(compose):
+    redis_cmd = " ".join(compose["services"]["redis"]["command"])
+    assert "--appendonly yes" in redis_cmd and "--maxmemory-policy noeviction" in redis_cmd
+    for name in ("api", "worker"):
+        deps = compose["services"][name]["depends_on"]
+        assert deps["redis"]["condition"] == "service_healthy"
+        assert deps["create-bucket"]["condition"] == "service_completed_successfully"
+    for name in ("redis", "minio", "api"):
+        assert compose["services"][name]["healthcheck"]["test"]
+    gpu = compose["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["capabilities"] == ["gpu"]
+    assert load("docker-compose.cpu.yml")["services"]["worker"]["environment"]["DARKROOM_DEVICE"] == "cpu"
+
+
+def test_dockerfile_copies_every_package():
+    text = (ROOT / "Dockerfile").read_text()
+    for package in ("darkroom", "api", "worker", "storage"):
+        assert f"COPY {package} ./{package}" in text

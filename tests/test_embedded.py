@@ -1,0 +1,52 @@
+"""`darkroom up`: the whole service on one machine with nothing else installed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+import numpy as np
+import pytest
+
+from darkroom.embedded import free_port
+from tests.conftest import ROOT, wait_for
+from tests.images import decode_png, gradient, png_data_uri
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+def test_up_serves_a_job_and_stops_cleanly(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DARKROOM_")}
+    env["DARKROOM_TORCH_THREADS"] = "1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "darkroom.cli", "up", "--port", str(port), "--data-dir", str(tmp_path)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ok(base + "/ready"), timeout_s=60, interval_s=0.2)
+        body = {"image_url": png_data_uri(gradient()), "enable_desaturate": True}
+        sub = httpx.post(f"{base}/fal-ai/post-processing", json=body).json()
+        wait_for(lambda: httpx.get(sub["status_url"]).status_code == 200, timeout_s=60, interval_s=0.1)
+        url = httpx.get(sub["response_url"]).json()["images"][0]["url"]
+        assert url.startswith(f"{base}/files/")
+        out = decode_png(httpx.get(url).content)
+        assert np.abs(out[..., 0].astype(int) - out[..., 2]).max() <= 1
+        assert (tmp_path / "redis" / "appendonlydir").exists() or (tmp_path / "redis").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=40)
+    assert proc.returncode == 0, output
+    assert f"Darkroom is running at http://127.0.0.1:{port}" in output
+    assert not _ok(base + "/health")
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
