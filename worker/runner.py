@@ -16,7 +16,7 @@ from darkroom.job import JobRecord
 from worker import imaging
 from worker.context import WorkerContext
 from worker.fetch import fetch_input
-from worker.outcomes import record_failure
+from worker.outcomes import complete_job, fail_job, record_failure
 from worker.pipeline import Chain, chain_key, run_chain
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def begin(ctx: WorkerContext, request_id: str) -> JobRecord | None:
         return None
     if started.outcome == "started" and job.deadline_at and time.time() > job.deadline_at:
         detail = "The request was not started before its X-Fal-Request-Timeout"
-        ctx.store.fail(job, RequestTimeout.code, detail)
+        fail_job(ctx, job, RequestTimeout.code, detail)
         return None
     ctx.store.add_log(job.id, f"attempt {started.attempts} started")
     job.attempts = started.attempts
@@ -122,7 +122,7 @@ def finish(ctx: WorkerContext, p: Prepared, rgb) -> bool:
         image["key"] = key
     p.timings["finish_s"] = time.perf_counter() - t0
     metrics = {"inference_time": round(sum(p.timings.values()), 6), **p.timings}
-    won = ctx.store.complete(p.job, {"images": [image], "seed": p.job.seed}, metrics)
+    won = complete_job(ctx, p.job, {"images": [image], "seed": p.job.seed}, metrics)
     if won:
         ctx.store.add_log(p.job.id, f"completed in {metrics['inference_time'] * 1000:.1f} ms")
     return won

@@ -10,6 +10,7 @@ from darkroom.broker import RUN_JOB_TASK, make_celery
 from darkroom.errors import DarkroomError
 from darkroom.settings import get_settings
 from worker.context import WorkerContext, build_context
+from worker.outcomes import fail_job
 from worker.retry import backoff_s
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def run_job_task(self, request_id: str) -> None:
         if retries >= ctx.settings.retry_max:
             job = ctx.store.get(request_id)
             if job is not None:
-                ctx.store.fail(job, exc.code, f"{exc.detail} (gave up after {retries + 1} attempts)")
+                fail_job(ctx, job, exc.code, f"{exc.detail} (gave up after {retries + 1} attempts)")
             return
         delay = backoff_s(ctx.settings, retries)
         log.warning("job %s: %s; retry %d in %.2fs", request_id, exc.detail, retries + 1, delay)
