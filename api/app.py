@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from darkroom import __version__
 from darkroom.broker import make_celery
+from darkroom.plugins import load_plugins
 from darkroom.settings import Settings, get_settings
 from storage.jobs import JobStore, redis_client
 from storage.objects import build_object_store
@@ -30,6 +31,7 @@ def build_services(settings: Settings) -> Services:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    load_plugins(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

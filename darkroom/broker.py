@@ -9,7 +9,12 @@ Delivery settings and why:
 - ``worker_prefetch_multiplier = 1``: each slot reserves one message, so idle workers get work and a
   dying worker strands as little as possible.
 - ``visibility_timeout``: Redis redelivers an unacked message after this; it must be longer than the
-  hard time limit (Settings enforces it) or a slow job would run twice.
+  hard time limit (Settings enforces it) or a slow job would run twice. Workers sweep for such
+  messages every ``broker_restore_interval_s``.
+- ``worker_soft_shutdown_timeout``: on SIGTERM running jobs get ``shutdown_grace_s`` to finish;
+  then the worker stops and its unacked messages go back to the queue.
+- Time limits: Celery's thread pool cannot enforce them, so the runner checks the soft limit at every
+  step boundary and a watchdog ends the process past the hard limit (worker/health.py).
 """
 
 from __future__ import annotations
@@ -45,7 +50,11 @@ def make_celery(settings: Settings) -> Celery:
             "queue_order_strategy": "priority",
             "socket_timeout": settings.redis_socket_timeout_s,
             "socket_connect_timeout": settings.redis_socket_timeout_s,
+            "unacked_restore_interval": settings.broker_restore_interval_s,
+            "unacked_restore_throttle": 1,
         },
+        worker_soft_shutdown_timeout=settings.shutdown_grace_s,
+        worker_enable_soft_shutdown_on_idle=True,
         task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,

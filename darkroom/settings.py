@@ -61,12 +61,35 @@ class Settings(BaseSettings):
     # --- worker ---
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Device the worker runs effects on.")
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads per worker process (0: torch's).")
-    worker_concurrency: int = Field(1, ge=1, description="Job slots per worker process.")
-    visibility_timeout_s: int = Field(
-        3600, ge=1, description="Broker redelivers an unacked job after this; must exceed the hard limit."
+    worker_concurrency: int = Field(
+        8, ge=1, description="Job slots per worker process (each holds one late-acked message)."
     )
-    task_soft_time_limit_s: int = Field(600, ge=1, description="Soft time limit of one job.")
-    task_hard_time_limit_s: int = Field(900, ge=1, description="Hard time limit of one job.")
+    max_batch_size: int = Field(8, ge=1, description="Most jobs run as one batch on the device.")
+    max_wait_ms: float = Field(
+        5.0, ge=0, description="How long the batcher waits for batch-mates while other slots are busy."
+    )
+    max_crashes: int = Field(
+        3, ge=1, description="A job that killed its worker this many times fails as worker_crash."
+    )
+    heartbeat_interval_s: float = Field(5.0, gt=0, description="How often a worker writes its heartbeat.")
+    heartbeat_ttl_s: float = Field(
+        15.0, gt=0, description="A worker whose heartbeat is older than this counts as dead."
+    )
+    shutdown_grace_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, running batches get this long before jobs are handed back."
+    )
+    plugins: str = Field(
+        "", description="Comma-separated modules imported at start-up that register extra apps/effects."
+    )
+    visibility_timeout_s: float = Field(
+        3600, gt=0, description="Broker redelivers an unacked job after this; must exceed the hard limit."
+    )
+    task_soft_time_limit_s: float = Field(
+        600, gt=0, description="Effects pipeline: past this a job fails (request_timeout) at its next step."
+    )
+    task_hard_time_limit_s: float = Field(
+        900, gt=0, description="Effects pipeline: past this the worker process exits; the job is redelivered."
+    )
     broker_restore_interval_s: float = Field(
         30.0, description="How often workers look for unacked messages past the visibility timeout."
     )
@@ -89,6 +112,8 @@ class Settings(BaseSettings):
                 "visibility_timeout_s must be longer than task_hard_time_limit_s, "
                 "or the broker would hand a running job to a second worker"
             )
+        if self.heartbeat_ttl_s >= self.visibility_timeout_s:
+            raise ValueError("heartbeat_ttl_s must be below visibility_timeout_s")
         if self.retry_backoff_max_s >= self.visibility_timeout_s:
             raise ValueError(
                 "retry_backoff_max_s must be below visibility_timeout_s: a delayed retry waiting past "
@@ -101,7 +126,8 @@ class Settings(BaseSettings):
         env = {}
         for name, value in self.model_dump(mode="json").items():
             if value is not None:
-                env[f"DARKROOM_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+                env[f"DARKROOM_{name.upper()}"] = text
         return env
 
     @property

@@ -39,19 +39,39 @@ end
 return redis.call('ZRANK', KEYS[2], ARGV[5 + 1])
 """
 
-# KEYS: job, queued(normal), queued(low), events   ARGV: now, id
-# -> {outcome, attempts}; outcome: missing | completed | started | redelivered
+# KEYS: job, queued(normal), queued(low), events   ARGV: now, id, worker, heartbeat key prefix
+# -> {outcome, attempts, crashes}; outcome:
+#   missing | completed   nothing to do
+#   started               first start (IN_QUEUE -> IN_PROGRESS)
+#   retry                 a scheduled retry of an attempt that failed transiently
+#   busy                  a duplicate delivery while a live worker runs the job: skip it
+#   crashed               redelivered after the worker running it died (crashes incremented)
 _START = """
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'missing', 0} end
-if status == 'COMPLETED' then return {'completed', 0} end
+if not status then return {'missing', 0, 0} end
+if status == 'COMPLETED' then return {'completed', 0, 0} end
+local outcome = 'started'
+if status == 'IN_PROGRESS' then
+  local owner = redis.call('HGET', KEYS[1], 'worker')
+  if redis.call('HGET', KEYS[1], 'retry_pending') == '1' then
+    outcome = 'retry'
+    redis.call('HDEL', KEYS[1], 'retry_pending')
+  elseif owner and owner ~= ARGV[3] and redis.call('EXISTS', ARGV[4] .. owner) == 1 then
+    return {'busy', 0, 0}
+  else
+    outcome = 'crashed'
+    redis.call('HINCRBY', KEYS[1], 'crashes', 1)
+  end
+end
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-if status == 'IN_PROGRESS' then return {'redelivered', attempts} end
-redis.call('HSET', KEYS[1], 'status', 'IN_PROGRESS', 'started_at', ARGV[1])
-redis.call('PUBLISH', KEYS[4], 'IN_PROGRESS')
-return {'started', attempts}
+redis.call('HSET', KEYS[1], 'worker', ARGV[3])
+if outcome == 'started' then
+  redis.call('HSET', KEYS[1], 'status', 'IN_PROGRESS', 'started_at', ARGV[1])
+  redis.call('PUBLISH', KEYS[4], 'IN_PROGRESS')
+end
+return {outcome, attempts, tonumber(redis.call('HGET', KEYS[1], 'crashes') or '0')}
 """
 
 # KEYS: job, queued(normal), queued(low), events   ARGV: now, ttl, id, field, json, metrics
@@ -91,8 +111,9 @@ CANCELLED_DETAIL = "The request was cancelled"
 
 @dataclass(frozen=True)
 class StartResult:
-    outcome: str  # missing | completed | started | redelivered
+    outcome: str  # see _START
     attempts: int
+    crashes: int
 
 
 class JobStore:
@@ -150,12 +171,18 @@ class JobStore:
             rank += self.r.zcard(normal)
         return int(rank)
 
-    def start(self, job: JobRecord) -> StartResult:
-        outcome, attempts = self._start(keys=self._keys(job), args=[time.time(), job.id])
-        return StartResult(outcome.decode() if isinstance(outcome, bytes) else outcome, int(attempts))
+    def start(self, job: JobRecord, worker: str = "") -> StartResult:
+        """Begin an attempt of ``job`` on ``worker`` (see _START for the outcomes)."""
+        args = [time.time(), job.id, worker, keys.heartbeat("")]
+        outcome, attempts, crashes = self._start(keys=self._keys(job), args=args)
+        return StartResult(outcome.decode(), int(attempts), int(crashes))
 
-    def record_crash(self, request_id: str) -> int:
-        return int(self.r.hincrby(keys.job(request_id), "crashes", 1))
+    def mark_retry(self, request_id: str) -> None:
+        """The running attempt failed transiently and a retry is scheduled (not a crash)."""
+        self.r.hset(keys.job(request_id), "retry_pending", "1")
+
+    def heartbeat(self, worker: str, ttl_s: float) -> None:
+        self.r.set(keys.heartbeat(worker), str(time.time()), px=int(ttl_s * 1000))
 
     def _finish_with(self, job: JobRecord, field: str, value: dict, metrics: dict) -> bool:
         done = self._finish(

@@ -115,7 +115,7 @@ def test_only_first_completion_wins(paused):
     store = store_of(client)
     job = store.get(submit(client)["request_id"])
     assert store.start(job).outcome == "started"
-    assert store.start(job).outcome == "redelivered"
+    assert store.start(job).outcome == "crashed"
     assert store.complete(job, {"images": []}, {"inference_time": 0.1}) is True
     assert store.complete(job, {"images": ["late"]}, {}) is False
     assert store.fail(job, "internal_error", "late") is False

@@ -1,15 +1,18 @@
-"""What a worker process builds once: settings, stores, device and input limits."""
+"""What a worker process builds once: settings, stores, device, limits, the batcher and health threads."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from darkroom.plugins import load_plugins
 from darkroom.settings import Settings
 from storage.jobs import JobStore, redis_client
 from storage.objects import ObjectStore, build_object_store
+from worker.batcher import Batcher
+from worker.health import Heartbeat, JobTracker, Watchdog, worker_id
 from worker.imaging import ImageLimits
 
 log = logging.getLogger(__name__)
@@ -22,6 +25,26 @@ class WorkerContext:
     objects: ObjectStore
     device: torch.device
     limits: ImageLimits
+    worker_id: str = field(default_factory=worker_id)
+    tracker: JobTracker = field(default_factory=JobTracker)
+    batcher: Batcher | None = None
+    threads: list = field(default_factory=list)
+
+    def start_background(self) -> None:
+        """Heartbeat and hard-limit watchdog (the batcher starts with the context)."""
+        s = self.settings
+        self.threads = [
+            Heartbeat(self.store, self.worker_id, s.heartbeat_interval_s, s.heartbeat_ttl_s),
+            Watchdog(self.tracker, s.task_hard_time_limit_s),
+        ]
+        for t in self.threads:
+            t.start()
+
+    def stop(self) -> None:
+        for t in self.threads:
+            t.stop()
+        if self.batcher is not None:
+            self.batcher.stop()
 
 
 def pick_device(name: str) -> torch.device:
@@ -31,15 +54,22 @@ def pick_device(name: str) -> torch.device:
 
 
 def build_context(settings: Settings) -> WorkerContext:
+    from worker.runner import run_effects
+
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
+    load_plugins(settings)
     client = redis_client(settings.redis_url, settings.redis_socket_timeout_s)
     device = pick_device(settings.device)
-    log.info("worker context ready: device=%s threads=%d", device, torch.get_num_threads())
-    return WorkerContext(
+    ctx = WorkerContext(
         settings,
         JobStore(client, settings.retention_s, settings.max_queue_length),
         build_object_store(settings),
         device,
         ImageLimits.from_settings(settings),
     )
+    ctx.batcher = Batcher(
+        lambda batch: run_effects(ctx, batch), settings.max_batch_size, settings.max_wait_ms
+    )
+    log.info("worker %s ready: device=%s threads=%d", ctx.worker_id, device, torch.get_num_threads())
+    return ctx

@@ -11,7 +11,7 @@ import torch
 
 from darkroom.apps import APPS
 from darkroom.apps.post_processing import ImageInputBase
-from darkroom.errors import InvalidInput, RequestCancelled, RequestTimeout
+from darkroom.errors import InvalidInput, RequestCancelled, RequestTimeout, WorkerCrash
 from darkroom.job import JobRecord
 from worker import imaging
 from worker.context import WorkerContext
@@ -35,31 +35,42 @@ class Prepared:
 
     @property
     def batch_key(self) -> tuple:
-        return (self.image.height, self.image.width, chain_key(self.chain))
+        solo = (self.job.id,) if self.job.crashes else ()  # a suspect in a crash runs alone
+        return (self.image.height, self.image.width, chain_key(self.chain), *solo)
 
 
 def begin(ctx: WorkerContext, request_id: str) -> JobRecord | None:
-    """Step 1: move the job to IN_PROGRESS. None when there is nothing to do (done, gone, late)."""
+    """Step 1: start an attempt. None when there is nothing (more) to do for this delivery."""
     job = ctx.store.get(request_id)
     if job is None:
         log.warning("job %s not found (expired or deleted); dropping its message", request_id)
         return None
-    started = ctx.store.start(job)
-    if started.outcome in ("missing", "completed"):
-        log.info("job %s already %s; nothing to do", request_id, started.outcome)
+    started = ctx.store.start(job, ctx.worker_id)
+    if started.outcome in ("missing", "completed", "busy"):
+        log.info("job %s: %s; nothing to do for this delivery", request_id, started.outcome)
         return None
+    job.attempts, job.crashes = started.attempts, started.crashes
+    if started.outcome == "crashed":
+        ctx.store.add_log(job.id, f"a worker died running this job ({started.crashes} so far)", "WARN")
+        if started.crashes >= ctx.settings.max_crashes:
+            detail = f"The job crashed its worker {started.crashes} times and was given up"
+            fail_job(ctx, job, WorkerCrash.code, detail)
+            return None
     if started.outcome == "started" and job.deadline_at and time.time() > job.deadline_at:
         detail = "The request was not started before its X-Fal-Request-Timeout"
         fail_job(ctx, job, RequestTimeout.code, detail)
         return None
     ctx.store.add_log(job.id, f"attempt {started.attempts} started")
-    job.attempts = started.attempts
     return job
 
 
-def check_cancel(ctx: WorkerContext, job: JobRecord) -> None:
+def check_step(ctx: WorkerContext, job: JobRecord) -> None:
+    """At every step boundary: stop if the job was cancelled or ran past its soft time limit."""
     if ctx.store.cancel_requested(job.id):
         raise RequestCancelled("The request was cancelled")
+    limit = ctx.settings.task_soft_time_limit_s
+    if ctx.tracker.elapsed_s(job.id) > limit:
+        raise RequestTimeout(f"The job ran longer than its {limit:g}s time limit")
 
 
 def prepare(ctx: WorkerContext, job: JobRecord) -> Prepared:
@@ -75,7 +86,7 @@ def prepare(ctx: WorkerContext, job: JobRecord) -> Prepared:
     if any(name == "dissolve" for name, _ in chain):
         raw = fetch_input(body.dissolve_image_url, ctx.objects, ctx.settings, "dissolve_image_url")
         extra["dissolve"] = imaging.decode(raw, ctx.limits)
-    check_cancel(ctx, job)
+    check_step(ctx, job)
     return Prepared(job, body, chain, image, extra, {"prepare_s": time.perf_counter() - t0})
 
 
@@ -102,7 +113,7 @@ def run_effects(ctx: WorkerContext, batch: list[Prepared]) -> list:
 
 def finish(ctx: WorkerContext, p: Prepared, rgb) -> bool:
     """Steps 5-7: encode, upload (unless sync_mode), record COMPLETED. False if another run won."""
-    check_cancel(ctx, p.job)
+    check_step(ctx, p.job)
     body = p.body
     t0 = time.perf_counter()
     encoded = imaging.encode(rgb, p.image.alpha, p.image.icc_profile, body.output_format, body.output_quality)
@@ -129,11 +140,16 @@ def finish(ctx: WorkerContext, p: Prepared, rgb) -> bool:
 
 
 def run_job(ctx: WorkerContext, request_id: str) -> None:
-    """Run one job alone; permanent errors are recorded, transient ones propagate for a retry."""
+    """Run one job through the batcher; permanent errors are recorded, transient ones propagate."""
     job = begin(ctx, request_id)
     if job is None:
         return
-    with record_failure(ctx, job):
-        prepared = prepare(ctx, job)
-        (rgb,) = run_effects(ctx, [prepared])
+    with record_failure(ctx, job), ctx.tracker.track(job.id):
+        ctx.batcher.preparing()
+        try:
+            prepared = prepare(ctx, job)
+        except BaseException:
+            ctx.batcher.abandoned()
+            raise
+        rgb = ctx.batcher.submit(prepared.batch_key, prepared).result()
         finish(ctx, prepared, rgb)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import worker_process_init
+from celery.signals import worker_ready, worker_shutdown
 
 from darkroom.broker import RUN_JOB_TASK, make_celery
 from darkroom.errors import DarkroomError
@@ -12,6 +12,7 @@ from darkroom.settings import get_settings
 from worker.context import WorkerContext, build_context
 from worker.outcomes import fail_job
 from worker.retry import backoff_s
+from worker.runner import run_job
 
 log = logging.getLogger(__name__)
 
@@ -20,27 +21,32 @@ _context: WorkerContext | None = None
 
 
 def context() -> WorkerContext:
-    """The process's worker context, built once (after fork, so each process has its own clients)."""
+    """The process's worker context (stores, device, batcher), built once."""
     global _context
     if _context is None:
         _context = build_context(get_settings())
     return _context
 
 
-@worker_process_init.connect
-def _reset_after_fork(**_: object) -> None:
-    global _context
-    _context = None
+@worker_ready.connect
+def _on_ready(**_: object) -> None:
+    context().start_background()
+
+
+@worker_shutdown.connect
+def _on_shutdown(**_: object) -> None:
+    if _context is not None:
+        _context.stop()
 
 
 @app.task(name=RUN_JOB_TASK, bind=True)
 def run_job_task(self, request_id: str) -> None:
-    from worker.runner import run_job
-
     ctx = context()
     try:
         run_job(ctx, request_id)
     except DarkroomError as exc:
+        if not exc.retryable:
+            raise
         retries = self.request.retries
         if retries >= ctx.settings.retry_max:
             job = ctx.store.get(request_id)
@@ -49,4 +55,5 @@ def run_job_task(self, request_id: str) -> None:
             return
         delay = backoff_s(ctx.settings, retries)
         log.warning("job %s: %s; retry %d in %.2fs", request_id, exc.detail, retries + 1, delay)
+        ctx.store.mark_retry(request_id)
         raise self.retry(countdown=delay, exc=exc, max_retries=ctx.settings.retry_max) from exc

@@ -1,0 +1,141 @@
+"""Dynamic batching: one thread per worker process owns the device and runs batches of prepared jobs.
+
+Job slots (Celery's thread pool, each holding one late-acked message) prepare their job, hand it to
+the batcher and wait on a future. The batcher groups items by batch key and runs a group when it is
+full (``max_batch_size``), when its oldest item has waited ``max_wait_ms``, or at once when no other
+slot is still preparing a job (nothing more could join, so waiting would only add latency). Each item
+keeps its own outcome: when a batch raises, its items are re-run one by one so only the bad one
+fails; when the device runs out of memory, the batch is split in halves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from darkroom.errors import DeviceOutOfMemory
+
+log = logging.getLogger(__name__)
+
+RunBatch = Callable[[Sequence[Any]], list[Any]]
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return type(exc).__name__ in ("OutOfMemoryError", "MemoryError") or "out of memory" in str(exc)
+
+
+@dataclass
+class _Group:
+    since: float
+    items: list[tuple[Any, Future]] = field(default_factory=list)
+
+
+class Batcher:
+    def __init__(self, run_batch: RunBatch, max_batch_size: int, max_wait_ms: float) -> None:
+        self.run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000
+        self._cond = threading.Condition()
+        self._groups: dict[Hashable, _Group] = {}
+        self._preparing = 0
+        self._stopped = False
+        self.batches_run = 0
+        self._thread = threading.Thread(target=self._loop, name="darkroom-batcher", daemon=True)
+        self._thread.start()
+
+    # --- called by job slots ---------------------------------------------------------------------
+    def preparing(self) -> None:
+        """A slot started preparing a job that will be submitted (or abandoned) soon."""
+        with self._cond:
+            self._preparing += 1
+
+    def abandoned(self) -> None:
+        """A slot that announced ``preparing`` will not submit (its job failed or was skipped)."""
+        with self._cond:
+            self._preparing = max(0, self._preparing - 1)
+            self._cond.notify()
+
+    def submit(self, key: Hashable, item: Any) -> Future:
+        """Queue ``item`` for a batch of items sharing ``key``; the future gets its output."""
+        fut: Future = Future()
+        with self._cond:
+            if self._stopped:
+                raise RuntimeError("batcher stopped")
+            self._preparing = max(0, self._preparing - 1)
+            self._groups.setdefault(key, _Group(time.monotonic())).items.append((item, fut))
+            self._cond.notify()
+        return fut
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(timeout=5)
+
+    # --- the batcher thread ----------------------------------------------------------------------
+    def _next_group(self) -> list[tuple[Any, Future]] | None:
+        """Wait for a group that should run now; None when stopped and drained."""
+        with self._cond:
+            while True:
+                if self._groups:
+                    key, wait_s = self._ready()
+                    if key is not None:
+                        group = self._groups[key]
+                        batch = group.items[: self.max_batch_size]
+                        group.items = group.items[self.max_batch_size:]
+                        if not group.items:
+                            del self._groups[key]
+                        return batch
+                    self._cond.wait(timeout=wait_s)
+                elif self._stopped:
+                    return None
+                else:
+                    self._cond.wait()
+
+    def _ready(self) -> tuple[Hashable | None, float]:
+        now = time.monotonic()
+        oldest_key, oldest = min(self._groups.items(), key=lambda kv: kv[1].since)
+        for key, group in self._groups.items():
+            if len(group.items) >= self.max_batch_size:
+                return key, 0.0
+        remaining = oldest.since + self.max_wait_s - now
+        if remaining <= 0 or self._preparing == 0 or self._stopped:
+            return oldest_key, 0.0
+        return None, remaining
+
+    def _loop(self) -> None:
+        while (batch := self._next_group()) is not None:
+            self._run(batch)
+
+    def _run(self, batch: list[tuple[Any, Future]]) -> None:
+        items = [item for item, _ in batch]
+        try:
+            outputs = self.run_batch(items)
+            self.batches_run += 1
+        except BaseException as exc:  # noqa: BLE001 - every failure is handed to its futures
+            self._recover(batch, exc)
+            return
+        for (_, fut), out in zip(batch, outputs, strict=True):
+            fut.set_result(out)
+
+    def _recover(self, batch: list[tuple[Any, Future]], exc: BaseException) -> None:
+        if len(batch) == 1:
+            _, fut = batch[0]
+            if is_out_of_memory(exc):
+                exc = DeviceOutOfMemory(f"the device ran out of memory on a single image: {exc}")
+            fut.set_exception(exc)
+            return
+        if is_out_of_memory(exc):
+            half = len(batch) // 2
+            log.warning("out of memory on a batch of %d; retrying in halves", len(batch))
+            self._run(batch[:half])
+            self._run(batch[half:])
+            return
+        log.warning("a batch of %d failed (%s); re-running its items one by one", len(batch), exc)
+        for one in batch:
+            self._run([one])
