@@ -16,7 +16,8 @@ COPY darkroom ./darkroom
 COPY api ./api
 COPY worker ./worker
 COPY storage ./storage
-RUN pip install . && useradd --create-home darkroom
+RUN pip install ".[ops]" && useradd --create-home darkroom \
+    && install -d -o darkroom -g darkroom /models  # the models volume (worker) starts owned by darkroom
 USER darkroom
-EXPOSE 8000
+EXPOSE 8000 9808
 CMD ["darkroom", "api", "--host", "0.0.0.0"]

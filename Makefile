@@ -43,6 +43,8 @@ test: install-test lint  ## lint, then the whole test suite
 
 bench: install-test  ## benchmarks (print tables)
 	$(BIN)/python benchmarks/effects.py
+	$(BIN)/python benchmarks/sse.py
+	$(BIN)/python benchmarks/diffusion.py
 
 docs: install  ## regenerate the settings tables in README.md and docs/configuration.md
 	$(BIN)/python -m darkroom.docgen

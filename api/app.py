@@ -5,18 +5,24 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+import redis.asyncio as aioredis
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from darkroom import __version__
 from darkroom.broker import make_celery
+from darkroom.models import use_models_config
 from darkroom.plugins import load_plugins
 from darkroom.settings import Settings, get_settings
 from storage.jobs import JobStore, redis_client
 from storage.objects import build_object_store
 
+from .auth import Authenticator, authenticate, keys_required
 from .deps import Services
 from .errors import install_error_handlers
-from .routes import queue, system
+from .openapi import install_openapi
+from .proxy import FalProxyMiddleware
+from .routes import eachlabs, jwks, metrics, playground, queue, run, stream, system, uploads
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +32,20 @@ def build_services(settings: Settings) -> Services:
         raise RuntimeError("DARKROOM_REDIS_URL is not set (or use `darkroom up`, which starts Redis)")
     client = redis_client(settings.redis_url, settings.redis_socket_timeout_s)
     store = JobStore(client, settings.retention_s, settings.max_queue_length)
-    return Services(settings, store, build_object_store(settings), make_celery(settings))
+    events = aioredis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=settings.redis_socket_timeout_s, health_check_interval=10
+    )
+    return Services(
+        settings, store, build_object_store(settings), make_celery(settings), events,
+        auth=Authenticator.build(settings, client),
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    keys_required(settings)  # refuse to build an unauthenticated API for a public bind (api.auth)
     load_plugins(settings)
+    use_models_config(settings)  # model names the diffusion apps accept
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -39,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info("Darkroom API ready at %s", settings.api_base_url)
         yield
         app.state.services.store.r.close()
+        await app.state.services.events.aclose()
 
     app = FastAPI(
         title="Darkroom",
@@ -47,6 +62,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(system.router)
-    app.include_router(queue.build_router())
+    authenticated = [Depends(authenticate)]  # routes also take the Caller to scope jobs to their key
+    app.include_router(queue.build_router(), dependencies=authenticated)
+    app.include_router(stream.build_router(), dependencies=authenticated)
+    app.include_router(run.build_router(), dependencies=authenticated)
+    app.include_router(eachlabs.router, dependencies=authenticated)
+    app.include_router(uploads.router, dependencies=authenticated)
+    app.include_router(jwks.router)
+    playground.install(app)  # the page at / and its /static files
+    if settings.api_metrics:
+        app.include_router(metrics.router)  # Prometheus, unauthenticated like /health
+    install_middleware(app, settings)
     return app
+
+
+def install_middleware(app: FastAPI, settings: Settings) -> None:
+    """The fal JS-client proxy route, and CORS (outermost, so it also covers the proxy's answers)."""
+    app.add_middleware(FalProxyMiddleware, own_base_url=settings.api_base_url)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-fal-request-id", "x-fal-error-type"],
+        )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import redis.asyncio as aioredis
 from celery import Celery
 from fastapi import Request
 
@@ -13,6 +15,9 @@ from darkroom.settings import Settings
 from storage.jobs import JobStore
 from storage.objects import ObjectStore
 
+if TYPE_CHECKING:
+    from .auth import Authenticator
+
 
 @dataclass
 class Services:
@@ -20,6 +25,8 @@ class Services:
     store: JobStore
     objects: ObjectStore
     celery: Celery
+    events: aioredis.Redis | None = None  # async client for pub/sub (status streams, sync runs)
+    auth: Authenticator | None = None  # API keys and rate limits (api.auth); None: everyone is anonymous
 
 
 def services(request: Request) -> Services:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import math
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from darkroom.errors import DarkroomError
+from darkroom.errors import DarkroomError, RateLimited, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,8 @@ HTTP_STATUS = {
     "request_timeout": 504,
     "model_unavailable": 503,
     "queue_full": 429,
+    "rate_limited": 429,
+    "unauthorized": 401,
     "service_unavailable": 503,
     "storage_unavailable": 503,
     "fetch_unavailable": 502,
@@ -31,6 +35,9 @@ HTTP_STATUS = {
     "transient_error": 503,
     "worker_crash": 500,
     "internal_error": 500,
+    "request_not_finished": 400,
+    "idempotency_key_in_use": 429,  # fal clients retry 429 by themselves
+    "proxy_target_refused": 400,
 }
 
 
@@ -43,12 +50,22 @@ def error_response(code: str, detail: str, headers: dict[str, str] | None = None
     return JSONResponse({"detail": detail, "error_type": code}, status_code=status_for(code), headers=headers)
 
 
+def eachlabs_error_response(code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The eachlabs shape, ``{"error": …}``, with the same statuses except bad input: 400, not 422."""
+    status = status_for(code)
+    return JSONResponse({"error": detail}, status_code=400 if status == 422 else status, headers=headers)
+
+
 async def _darkroom_error(request: Request, exc: DarkroomError) -> JSONResponse:
     headers = {}
-    if exc.code == "queue_full":
+    if exc.code in ("queue_full", "idempotency_key_in_use"):
         headers["Retry-After"] = "1"
     elif exc.code in ("service_unavailable", "storage_unavailable"):
         headers["Retry-After"] = "2"
+    elif isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    elif isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Key realm="darkroom"'
     return error_response(exc.code, exc.detail, headers)
 
 
@@ -59,6 +76,13 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return JSONResponse({"detail": errors}, status_code=422, headers={"X-Fal-Error-Type": "invalid_input"})
 
 
+async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("Redis unavailable: %s", exc)
+    detail = "The job store is unavailable; retry later"
+    return error_response("service_unavailable", detail, {"Retry-After": "2"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DarkroomError, _darkroom_error)
+    app.add_exception_handler(redis.RedisError, _redis_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -7,14 +7,16 @@ import secrets
 import time
 import uuid
 
-from worker.imaging import parse_data_uri
-
 from darkroom.apps import AppSpec
 from darkroom.apps.post_processing import ImageInputBase
 from darkroom.broker import enqueue
 from darkroom.errors import InvalidInput, ServiceUnavailable
-from darkroom.job import JobRecord, Priority
-from darkroom.refs import OBJECT_REF_PREFIX
+from darkroom.job import JobRecord, Priority, WebhookStyle
+from darkroom.metrics import count_submitted
+from darkroom.netguard import precheck_url
+from darkroom.refs import OBJECT_REF_PREFIX, own_file_key
+from worker.imaging import ImageLimits, parse_data_uri
+from worker.screening import CONTENT_TYPES, screen
 
 from .deps import Services
 
@@ -25,21 +27,35 @@ SEED_BOUND = 2**31
 
 
 def stash_inline_inputs(svc: Services, request_id: str, data: dict) -> dict:
-    """Replace data-URI inputs by references to objects, so records never hold megabytes of base64."""
+    """Check image inputs before a job exists and move data URIs to object storage.
+
+    Data URIs are screened (format sniffed from the bytes, size caps, truncation; decisions §7) and
+    stored, so records never hold megabytes of base64; http(s) URLs are checked against the address
+    rules that need no DNS (decisions §18). Either way a bad input is a synchronous 422 with its
+    ``error_type``; the worker checks again (with DNS) when it fetches.
+    """
     out = dict(data)
+    settings = svc.settings
     for field in IMAGE_FIELDS:
         value = out.get(field)
-        if not (isinstance(value, str) and value.startswith("data:")):
+        if not (isinstance(value, str) and value):
             continue
-        raw, mime = parse_data_uri(value)
-        if len(raw) > svc.settings.max_input_bytes:
-            raise InvalidInput(
-                f"{field} is {len(raw)} bytes; the limit is {svc.settings.max_input_bytes} bytes"
-            )
-        key = f"inputs/{request_id}/{field}"
-        svc.objects.put(key, raw, mime or "application/octet-stream")
-        out[field] = OBJECT_REF_PREFIX + key
+        if value.startswith("data:"):
+            out[field] = _stash_data_uri(svc, request_id, field, value)
+        elif own_file_key(value, settings.api_base_url, settings.storage_backend) is None:
+            precheck_url(value, settings, what=field)
     return out
+
+
+def _stash_data_uri(svc: Services, request_id: str, field: str, value: str) -> str:
+    try:
+        raw, _declared = parse_data_uri(value, svc.settings.max_input_bytes)
+    except InvalidInput as exc:
+        raise type(exc)(f"{field}: {exc.detail}") from None
+    info = screen(raw, ImageLimits.from_settings(svc.settings), field)
+    key = f"inputs/{request_id}/{field}"
+    svc.objects.put(key, raw, CONTENT_TYPES[info.format])
+    return OBJECT_REF_PREFIX + key
 
 
 def submit_job(
@@ -51,8 +67,13 @@ def submit_job(
     priority: Priority = "normal",
     timeout_s: float | None = None,
     webhook_url: str = "",
+    webhook_style: WebhookStyle = "fal",
+    webhook_secret: str = "",
+    no_retry: bool = False,
 ) -> tuple[JobRecord, int]:
     """Store and enqueue one job; returns it with its queue position."""
+    if webhook_url:  # same address rules as input URLs (decisions §16); the worker checks with DNS
+        precheck_url(webhook_url, svc.settings, what="webhook URL")
     request_id = str(uuid.uuid4())
     data = body.model_dump(mode="json")
     if data.get("seed") is None:
@@ -70,6 +91,9 @@ def submit_job(
         created_at=now,
         deadline_at=now + timeout_s if timeout_s else None,
         webhook_url=webhook_url,
+        webhook_style=webhook_style,
+        webhook_secret=webhook_secret,
+        no_retry=no_retry,
     )
     position = svc.store.create(job)
     try:
@@ -79,4 +103,5 @@ def submit_job(
         svc.store.delete(request_id)
         raise ServiceUnavailable("the queue is unavailable; retry later") from exc
     log.info("accepted %s for %s at position %d", request_id, app.app_id, position)
+    count_submitted(app.app_id)
     return job, position

@@ -6,6 +6,9 @@ Delivery settings and why:
 - ``task_acks_late``: a job's message is acknowledged only after the job ended, so a worker that dies
   mid-job leaves it in Redis for another worker.
 - ``task_reject_on_worker_lost``: when a pool child dies, the message is re-queued instead of acked.
+- ``task_acks_on_failure_or_timeout = False``: the runner records every job failure itself; an
+  exception that escapes the task means the job store was unreachable, so the message stays unacked
+  and is redelivered after the visibility timeout.
 - ``worker_prefetch_multiplier = 1``: each slot reserves one message, so idle workers get work and a
   dying worker strands as little as possible.
 - ``visibility_timeout``: Redis redelivers an unacked message after this; it must be longer than the
@@ -26,6 +29,8 @@ from darkroom.settings import Settings
 RUN_JOB_TASK = "darkroom.run_job"
 EFFECTS_QUEUE = "darkroom"
 PRIORITY = {"normal": 0, "low": 9}  # kombu's Redis transport: lower number is served first
+WEBHOOK_TASK = "darkroom.deliver_webhook"
+WEBHOOK_QUEUE = "darkroom.webhooks"  # its own queue, so deliveries never wait behind effects jobs
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -33,10 +38,11 @@ def make_celery(settings: Settings) -> Celery:
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        task_acks_on_failure_or_timeout=True,
+        task_acks_on_failure_or_timeout=False,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         task_default_queue=EFFECTS_QUEUE,
+        task_routes={WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE}},
         task_soft_time_limit=settings.task_soft_time_limit_s,
         task_time_limit=settings.task_hard_time_limit_s,
         task_serializer="json",
@@ -69,6 +75,17 @@ def enqueue(app: Celery, request_id: str, priority: str) -> None:
         args=[request_id],
         queue=EFFECTS_QUEUE,
         priority=PRIORITY[priority],
+        retry=True,
+        retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
+    )
+
+
+def enqueue_webhook(app: Celery, request_id: str) -> None:
+    """Ask the workers to deliver a finished job's webhook (raises when the broker is down)."""
+    app.send_task(
+        WEBHOOK_TASK,
+        args=[request_id],
+        queue=WEBHOOK_QUEUE,
         retry=True,
         retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
     )

@@ -13,7 +13,11 @@ from pathlib import Path
 import click
 
 from darkroom import __version__
+from darkroom.cli_client import register as register_client_commands
+from darkroom.cli_ops import jobs
+from darkroom.keys_cli import embedded_url_file, keys
 from darkroom.logs import configure_logging
+from darkroom.models_cli import models
 from darkroom.settings import Settings
 
 log = logging.getLogger("darkroom")
@@ -38,16 +42,27 @@ def api(host: str | None, port: int | None) -> None:
     settings = _settings(host=host, port=port)
     configure_logging(settings.log_level, settings.log_format)
     from api.app import create_app
+    from api.auth import AuthConfigError
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    try:
+        app = create_app(settings)
+    except AuthConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    tls = {}
+    if settings.tls_certfile and settings.tls_keyfile:  # HTTPS (fal clients insist on it)
+        tls = {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile)}
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", **tls)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--concurrency", type=int, default=None,
               help="Job slots (default: DARKROOM_WORKER_CONCURRENCY).")
 @click.option("--name", default=None, help="Worker name (default: darkroom@<hostname>-<pid>).")
+@click.option("--check", is_flag=True,
+              help="Health check: exit 0 if a worker on this host has a live heartbeat.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def worker(concurrency: int | None, name: str | None, celery_args: tuple[str, ...]) -> None:
+def worker(concurrency: int | None, name: str | None, check: bool, celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker that processes jobs (needs DARKROOM_REDIS_URL).
 
     Extra arguments are passed to `celery worker`.
@@ -56,14 +71,18 @@ def worker(concurrency: int | None, name: str | None, celery_args: tuple[str, ..
     configure_logging(settings.log_level, settings.log_format)
     if not settings.redis_url:
         raise click.UsageError("DARKROOM_REDIS_URL is not set")
-    from darkroom.broker import EFFECTS_QUEUE
+    if check:
+        sys.exit(_check_worker(settings))
+    os.environ["HF_HUB_OFFLINE"] = "1"  # workers never download models (`darkroom models pull` does)
+    import worker.webhook_task  # noqa: F401  (registers darkroom.deliver_webhook)
+    from darkroom.broker import EFFECTS_QUEUE, WEBHOOK_QUEUE
     from worker.tasks import app
 
     argv = [
         "worker",
         "--pool", "threads",
         "--concurrency", str(concurrency or settings.worker_concurrency),
-        "--queues", EFFECTS_QUEUE,
+        "--queues", f"{EFFECTS_QUEUE},{WEBHOOK_QUEUE}",
         "--hostname", name or f"darkroom@%h-{os.getpid()}",
         "--loglevel", settings.log_level,
         "--without-gossip", "--without-mingle",
@@ -93,12 +112,34 @@ def up(port: int | None, data_dir: Path) -> None:
     if not settings.redis_url:
         redis_proc, url = start_redis(data_dir / "redis")
         procs.append(redis_proc)
+        embedded_url_file(data_dir).write_text(url)  # for `darkroom keys`
         env["DARKROOM_REDIS_URL"] = url
     exe = [sys.executable, "-m", "darkroom.cli"]
     procs.append(subprocess.Popen([*exe, "worker"], env=env))
     procs.append(subprocess.Popen([*exe, "api"], env=env))
     click.echo(f"Darkroom is running at {settings.api_base_url}  (Ctrl-C to stop)")
     _supervise(procs)
+
+
+def _check_worker(settings: Settings) -> int:
+    """0 when a worker process on this host wrote its heartbeat within its TTL, else 1."""
+    import socket
+
+    import redis
+
+    from storage import keys
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        alive = list(client.scan_iter(match=keys.heartbeat(f"{socket.gethostname()}:*"), count=1000))
+    except redis.RedisError as exc:
+        click.echo(f"unhealthy: Redis unreachable ({exc})", err=True)
+        return 1
+    if not alive:
+        click.echo("unhealthy: no live worker heartbeat on this host", err=True)
+        return 1
+    click.echo(f"healthy: {len(alive)} worker(s) alive")
+    return 0
 
 
 def _env_overrides(env: dict[str, str]) -> dict:
@@ -131,6 +172,11 @@ def _supervise(procs: list[subprocess.Popen]) -> None:
 def _settings(**overrides) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
+
+main.add_command(keys)
+main.add_command(jobs)
+main.add_command(models)
+register_client_commands(main)  # submit, run, status, cancel
 
 if __name__ == "__main__":
     main()

@@ -23,6 +23,8 @@ def _type_name(annotation) -> str:
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Literal:
         return " / ".join(f"`{a}`" for a in args)
+    if origin is list:
+        return f"list of {_type_name(args[0])} (comma-separated)"
     if args:
         return " or ".join(_type_name(a) for a in args if a is not type(None)) + " (optional)"
     return getattr(annotation, "__name__", str(annotation))

@@ -94,6 +94,42 @@ class ServiceUnavailable(DarkroomError):
     retryable = True
 
 
+class Unauthorized(DarkroomError):
+    """No API key, an unknown one, or a revoked one, where keys are required."""
+
+    code = "unauthorized"
+
+
+class RateLimited(DarkroomError):
+    """The caller's key is over its request rate; ``retry_after_s`` says when a request fits again."""
+
+    code = "rate_limited"
+    retryable = True
+
+    def __init__(self, detail: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+class RequestNotFinished(DarkroomError):
+    """An operation that needs a finished request (DELETE) met a queued or running one."""
+
+    code = "request_not_finished"
+
+
+class IdempotencyKeyInUse(DarkroomError):
+    """A request with the same Idempotency-Key is being accepted right now: retry shortly."""
+
+    code = "idempotency_key_in_use"
+    retryable = True
+
+
+class ProxyTargetRefused(DarkroomError):
+    """The client proxy route was asked for a URL that is not a fal URL Darkroom serves."""
+
+    code = "proxy_target_refused"
+
+
 def error_class(code: str) -> type[DarkroomError]:
     """The class registered for a stable code (InternalError when unknown)."""
     stack: list[type[DarkroomError]] = [DarkroomError]

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from darkroom.status import JobStatus
 
 Priority = Literal["normal", "low"]
+WebhookStyle = Literal["fal", "eachlabs"]
 _JSON_FIELDS = ("input", "result", "error", "metrics")
 
 
@@ -42,8 +43,13 @@ class JobRecord(BaseModel):
     deadline_at: float | None = None  # X-Fal-Request-Timeout: must have started by then
     attempts: int = 0
     crashes: int = 0
+    requeued_at: float | None = None  # set by `darkroom jobs requeue` (storage.jobs.JobStore.requeue)
+    requeues: int = 0
     cancel_requested: bool = False
     webhook_url: str = ""
+    webhook_style: WebhookStyle = "fal"  # payload and signature: fal's, or eachlabs' (HMAC)
+    webhook_secret: str = ""  # eachlabs webhook_secret (HMAC key)
+    no_retry: bool = False  # x-fal-no-retry: a transient failure fails the job at once
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)

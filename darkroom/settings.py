@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DAY_S = 24 * 3600
 
@@ -42,13 +42,62 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Bind address of the API.")
     port: int = Field(8000, description="Port of the API.")
     public_base_url: str = Field(
-        "", description="Base URL clients use to reach the API (response_url etc.); empty: http://host:port."
+        "", description="Base URL clients use to reach the API (response_url etc.); empty: http(s)://host:port."
     )
     max_queue_length: int = Field(
         10000, ge=0, description="Most jobs waiting per app; beyond it submit answers 429 (0: no cap)."
     )
     retention_s: int = Field(
         7 * DAY_S, ge=60, description="Job records and result objects expire after this."
+    )
+    tls_certfile: Path | None = Field(
+        None, description="PEM certificate: `darkroom api` serves HTTPS when this and tls_keyfile are set."
+    )
+    tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed by CORS, comma-separated (`*`: any); empty: CORS off.",
+    )
+    sse_keepalive_s: float = Field(
+        15.0, gt=0, description="Status streams send a keep-alive comment line this often."
+    )
+    sync_run_timeout_s: float = Field(
+        300.0, gt=0, description="`POST /run/...` waits this long for the result, then cancels (504)."
+    )
+    idempotency_ttl_s: int = Field(
+        DAY_S, ge=1, description="How long an Idempotency-Key maps to the request it created."
+    )
+
+    # --- access ---
+    auth_mode: Literal["auto", "required", "off"] = Field(
+        "auto",
+        description="API keys: `required`, `off`, or `auto` (required unless `host` is a loopback address).",
+    )
+    auth_off_public_ok: bool = Field(
+        False,
+        description="Let `auth_mode=off` start on a non-loopback `host` (anyone reaching it may use it).",
+    )
+    rate_limit_rps: float = Field(
+        100.0, ge=0, description="Requests per second allowed per API key (token bucket; 0: no limit)."
+    )
+    rate_limit_burst: int = Field(
+        200, ge=1, description="Requests an API key may send at once before `rate_limit_rps` applies."
+    )
+
+    # --- webhooks ---
+    webhook_max_attempts: int = Field(
+        10, ge=1, description="Delivery attempts per webhook, the first included."
+    )
+    webhook_backoff_base_s: float = Field(
+        30.0, ge=0, description="Delay before the second webhook attempt; doubles each attempt."
+    )
+    webhook_backoff_max_s: float = Field(
+        1800.0, ge=0, description="Cap on one webhook retry delay (must stay below visibility_timeout_s)."
+    )
+    webhook_timeout_s: float = Field(15.0, gt=0, description="Timeout of one webhook delivery attempt.")
+    webhook_signing_key_file: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM) signing webhooks; unset: one is generated and kept in Redis.",
     )
 
     # --- inputs ---
@@ -57,6 +106,11 @@ class Settings(BaseSettings):
     max_side_px: int = Field(16384, description="Largest accepted width or height.")
     fetch_connect_timeout_s: float = Field(5.0, description="Connect timeout when fetching input URLs.")
     fetch_timeout_s: float = Field(30.0, description="Total timeout when fetching input URLs.")
+    fetch_allow_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names or CIDRs that input URLs and webhooks may reach despite the address "
+        "rules (loopback, private, metadata…), comma-separated; for local development and tests.",
+    )
 
     # --- worker ---
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Device the worker runs effects on.")
@@ -75,6 +129,11 @@ class Settings(BaseSettings):
     heartbeat_ttl_s: float = Field(
         15.0, gt=0, description="A worker whose heartbeat is older than this counts as dead."
     )
+    orphan_after_s: float = Field(
+        7200, gt=0, description="An unfinished job untouched this long with no live lease is re-sent "
+        "(guards against broker messages lost in a crash); must exceed visibility_timeout_s."
+    )
+    orphan_sweep_interval_s: float = Field(60, gt=0, description="How often a worker sweeps for orphans.")
     shutdown_grace_s: float = Field(
         30.0, ge=0, description="On SIGTERM, running batches get this long before jobs are handed back."
     )
@@ -94,10 +153,46 @@ class Settings(BaseSettings):
         30.0, description="How often workers look for unacked messages past the visibility timeout."
     )
 
+    # --- diffusion models (worker) ---
+    models_dir: Path = Field(
+        Path("data/models"), description="Where `darkroom models pull` stores models; workers look there."
+    )
+    models_config: Path | None = Field(
+        None,
+        description="JSON file adding or overriding models: name -> {repo or path, pipeline, kind, "
+        "takes_prompt}; a relative path is taken from the file's folder.",
+    )
+    model_cache_mb: int = Field(
+        16000, ge=0,
+        description="Memory a worker's loaded diffusion pipelines may hold; beyond it the least recently "
+        "used are unloaded (the one in use always stays).",
+    )
+    upscale_tile_px: int = Field(
+        128, ge=16, description="Side of the input tiles the upscalers work on (a multiple of 8); bounds "
+        "device memory whatever the input size.",
+    )
+    upscale_tile_overlap_px: int = Field(
+        16, ge=0, description="Overlap of neighbouring upscale tiles (input pixels), blended by feathering."
+    )
+    progress_interval_s: float = Field(
+        0.5, ge=0, description="Diffusion jobs log `step k/N` at most this often (and at the last step)."
+    )
+
     retry_max: int = Field(5, ge=0, description="Retries of a transient failure before the job fails.")
     retry_backoff_base_s: float = Field(1.0, ge=0, description="First retry delay; doubles each retry.")
     retry_backoff_max_s: float = Field(
         60.0, ge=0, description="Cap on one retry delay (must stay below visibility_timeout_s)."
+    )
+
+    # --- operations ---
+    metrics_port: int = Field(
+        9808, ge=0, le=65535,
+        description="Each worker process serves Prometheus metrics at `/metrics` on this port (0: off); "
+        "workers sharing a host need distinct ports.",
+    )
+    metrics_host: str = Field("0.0.0.0", description="Bind address of the workers' metrics server.")
+    api_metrics: bool = Field(
+        True, description="Serve Prometheus metrics at `/metrics` on the API (no key needed, like /health)."
     )
 
     log_level: str = Field("INFO", description="Log level.")
@@ -112,6 +207,8 @@ class Settings(BaseSettings):
                 "visibility_timeout_s must be longer than task_hard_time_limit_s, "
                 "or the broker would hand a running job to a second worker"
             )
+        if self.orphan_after_s <= self.visibility_timeout_s + self.retry_backoff_max_s:
+            raise ValueError("orphan_after_s must exceed visibility_timeout_s + retry_backoff_max_s")
         if self.heartbeat_ttl_s >= self.visibility_timeout_s:
             raise ValueError("heartbeat_ttl_s must be below visibility_timeout_s")
         if self.retry_backoff_max_s >= self.visibility_timeout_s:
@@ -119,7 +216,22 @@ class Settings(BaseSettings):
                 "retry_backoff_max_s must be below visibility_timeout_s: a delayed retry waiting past "
                 "the visibility timeout would be delivered twice"
             )
+        if self.webhook_backoff_max_s >= self.visibility_timeout_s:
+            raise ValueError("webhook_backoff_max_s must be below visibility_timeout_s (same reason)")
+        if self.upscale_tile_px % 8 or self.upscale_tile_overlap_px * 2 >= self.upscale_tile_px:
+            raise ValueError(
+                "upscale_tile_px must be a multiple of 8 and more than twice upscale_tile_overlap_px"
+            )
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("set both tls_certfile and tls_keyfile, or neither")
         return self
+
+    @field_validator("cors_origins", "fetch_allow_hosts", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
 
     def to_env(self) -> dict[str, str]:
         """These settings as DARKROOM_* environment variables (to configure child processes)."""
@@ -127,12 +239,15 @@ class Settings(BaseSettings):
         for name, value in self.model_dump(mode="json").items():
             if value is not None:
                 text = str(value).lower() if isinstance(value, bool) else str(value)
+                if isinstance(value, list):
+                    text = ",".join(map(str, value))
                 env[f"DARKROOM_{name.upper()}"] = text
         return env
 
     @property
     def api_base_url(self) -> str:
-        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+        scheme = "https" if self.tls_certfile else "http"
+        return (self.public_base_url or f"{scheme}://{self.host}:{self.port}").rstrip("/")
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,8 @@
 
 Every transition is one Lua script, so it is atomic: a job goes IN_QUEUE -> IN_PROGRESS -> COMPLETED
 and never back, and only the first completion wins (a late duplicate finds the job done). Each change
-is published on the job's channel for status streams.
+is published on the job's channel for status streams. The one way back is an operator's: ``requeue``
+turns a job that completed with an error into a fresh queued one (``darkroom jobs requeue``).
 """
 
 from __future__ import annotations
@@ -39,34 +40,35 @@ end
 return redis.call('ZRANK', KEYS[2], ARGV[5 + 1])
 """
 
-# KEYS: job, queued(normal), queued(low), events   ARGV: now, id, worker, heartbeat key prefix
+# KEYS: job, queued(normal), queued(low), events, lease, running   ARGV: now, id, worker, lease ttl ms
 # -> {outcome, attempts, crashes}; outcome:
 #   missing | completed   nothing to do
 #   started               first start (IN_QUEUE -> IN_PROGRESS)
 #   retry                 a scheduled retry of an attempt that failed transiently
-#   busy                  a duplicate delivery while a live worker runs the job: skip it
-#   crashed               redelivered after the worker running it died (crashes incremented)
+#   busy                  a duplicate delivery while a live worker holds the job's lease
+#   crashed               redelivered while nobody holds the lease: the last attempt died
 _START = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing', 0, 0} end
 if status == 'COMPLETED' then return {'completed', 0, 0} end
 local outcome = 'started'
 if status == 'IN_PROGRESS' then
-  local owner = redis.call('HGET', KEYS[1], 'worker')
   if redis.call('HGET', KEYS[1], 'retry_pending') == '1' then
     outcome = 'retry'
     redis.call('HDEL', KEYS[1], 'retry_pending')
-  elseif owner and owner ~= ARGV[3] and redis.call('EXISTS', ARGV[4] .. owner) == 1 then
+  elseif redis.call('EXISTS', KEYS[5]) == 1 then
     return {'busy', 0, 0}
   else
     outcome = 'crashed'
     redis.call('HINCRBY', KEYS[1], 'crashes', 1)
   end
 end
+redis.call('SET', KEYS[5], ARGV[3], 'PX', ARGV[4])
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'worker', ARGV[3])
+redis.call('HSET', KEYS[1], 'worker', ARGV[3], 'touched_at', ARGV[1])
+redis.call('ZADD', KEYS[6], ARGV[1], ARGV[2])
 if outcome == 'started' then
   redis.call('HSET', KEYS[1], 'status', 'IN_PROGRESS', 'started_at', ARGV[1])
   redis.call('PUBLISH', KEYS[4], 'IN_PROGRESS')
@@ -74,8 +76,9 @@ end
 return {outcome, attempts, tonumber(redis.call('HGET', KEYS[1], 'crashes') or '0')}
 """
 
-# KEYS: job, queued(normal), queued(low), events   ARGV: now, ttl, id, field, json, metrics
+# KEYS: job, queued(normal), queued(low), events, running   ARGV: now, ttl, id, field, json, metrics
 _FINISH = """
+redis.call('ZREM', KEYS[5], ARGV[3])
 local status = redis.call('HGET', KEYS[1], 'status')
 if (not status) or status == 'COMPLETED' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'COMPLETED', 'completed_at', ARGV[1],
@@ -106,6 +109,36 @@ redis.call('PUBLISH', KEYS[4], 'COMPLETED')
 return 'QUEUED'
 """
 
+# KEYS: job, queued(normal), queued(low), seq, events   ARGV: now, ttl, id
+# -> NOT_FOUND | NOT_FINISHED | SUCCEEDED (refused) | REQUEUED
+# The one way back: a job that COMPLETED with an error becomes a fresh IN_QUEUE job (same id and
+# input), behind everything queued. The outcome and everything about earlier attempts go (error,
+# result, metrics, timestamps, worker, attempts, crashes, cancel and retry flags, the request
+# timeout's deadline); created_at stays, requeued_at and requeues record the requeue.
+_REQUEUE = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'NOT_FOUND' end
+if status ~= 'COMPLETED' then return 'NOT_FINISHED' end
+if redis.call('HEXISTS', KEYS[1], 'error') == 0 then return 'SUCCEEDED' end
+redis.call('HDEL', KEYS[1], 'error', 'result', 'metrics', 'started_at', 'completed_at', 'worker',
+  'cancel_requested', 'retry_pending', 'deadline_at')
+local seq = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[1], 'status', 'IN_QUEUE', 'seq', seq, 'attempts', 0, 'crashes', 0,
+  'requeued_at', ARGV[1], 'touched_at', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'requeues', 1)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+local queue = KEYS[2]
+if redis.call('HGET', KEYS[1], 'priority') == 'low' then queue = KEYS[3] end
+redis.call('ZADD', queue, seq, ARGV[3])
+redis.call('PUBLISH', KEYS[5], 'IN_QUEUE')
+return 'REQUEUED'
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 CANCELLED_DETAIL = "The request was cancelled"
 
 
@@ -125,6 +158,8 @@ class JobStore:
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
         self._cancel = client.register_script(_CANCEL)
+        self._release = client.register_script(_RELEASE)
+        self._requeue = client.register_script(_REQUEUE)
 
     @staticmethod
     def _queues(job: JobRecord) -> list[str]:
@@ -171,22 +206,58 @@ class JobStore:
             rank += self.r.zcard(normal)
         return int(rank)
 
-    def start(self, job: JobRecord, worker: str = "") -> StartResult:
-        """Begin an attempt of ``job`` on ``worker`` (see _START for the outcomes)."""
-        args = [time.time(), job.id, worker, keys.heartbeat("")]
-        outcome, attempts, crashes = self._start(keys=self._keys(job), args=args)
+    def start(self, job: JobRecord, worker: str = "", lease_ttl_s: float = 15.0) -> StartResult:
+        """Begin an attempt of ``job`` on ``worker`` and take its lease (see _START)."""
+        args = [time.time(), job.id, worker, int(lease_ttl_s * 1000)]
+        script_keys = [*self._keys(job), keys.job_lease(job.id), keys.RUNNING]
+        outcome, attempts, crashes = self._start(keys=script_keys, args=args)
         return StartResult(outcome.decode(), int(attempts), int(crashes))
+
+    def refresh_leases(self, request_ids: list[str], worker: str, ttl_s: float) -> None:
+        pipe = self.r.pipeline()
+        for rid in request_ids:
+            pipe.set(keys.job_lease(rid), worker, px=int(ttl_s * 1000))
+        pipe.execute()
+
+    def release(self, request_id: str, worker: str) -> None:
+        """Drop the job's lease if ``worker`` holds it."""
+        self._release(keys=[keys.job_lease(request_id)], args=[worker])
 
     def mark_retry(self, request_id: str) -> None:
         """The running attempt failed transiently and a retry is scheduled (not a crash)."""
-        self.r.hset(keys.job(request_id), "retry_pending", "1")
+        self.r.hset(keys.job(request_id), mapping={"retry_pending": "1", "touched_at": time.time()})
+
+    def orphan_candidates(self, app_ids: list[str], older_than: float, limit: int = 100) -> list[str]:
+        """Jobs that may have lost their broker message: the oldest still queued per app, and those
+        IN_PROGRESS whose latest start is older than ``older_than`` (a timestamp)."""
+        pipe = self.r.pipeline()
+        for app_id in app_ids:
+            for priority in ("normal", "low"):
+                pipe.zrange(keys.queued(app_id, priority), 0, limit - 1)
+        pipe.zrangebyscore(keys.RUNNING, "-inf", older_than, start=0, num=limit)
+        return sorted({rid.decode() for batch in pipe.execute() for rid in batch})
+
+    def claim_orphan(self, request_id: str, older_than: float) -> str | None:
+        """The job's priority if it is unfinished, nobody holds its lease and nothing touched it since
+        ``older_than``; it is then marked touched now, so one sweep re-sends it once. Else None."""
+        status, touched, created, priority = self.r.hmget(
+            keys.job(request_id), "status", "touched_at", "created_at", "priority"
+        )
+        if status in (None, b"COMPLETED"):
+            self.r.zrem(keys.RUNNING, request_id)
+            return None
+        last = float(touched or created or 0)
+        if last > older_than or self.r.exists(keys.job_lease(request_id)):
+            return None
+        self.r.hset(keys.job(request_id), "touched_at", time.time())
+        return (priority or b"normal").decode()
 
     def heartbeat(self, worker: str, ttl_s: float) -> None:
         self.r.set(keys.heartbeat(worker), str(time.time()), px=int(ttl_s * 1000))
 
     def _finish_with(self, job: JobRecord, field: str, value: dict, metrics: dict) -> bool:
         done = self._finish(
-            keys=self._keys(job),
+            keys=[*self._keys(job), keys.RUNNING],
             args=[time.time(), self.retention_s, job.id, field, json.dumps(value), json.dumps(metrics)],
         )
         if done:
@@ -206,6 +277,19 @@ class JobStore:
         error = json.dumps({"error_type": "request_cancelled", "detail": CANCELLED_DETAIL})
         out = self._cancel(keys=self._keys(job), args=[time.time(), self.retention_s, job.id, error])
         return out.decode()
+
+    def requeue(self, job: JobRecord) -> str:
+        """Put a failed job back in its queue (see _REQUEUE); the caller then enqueues its message.
+
+        Returns REQUEUED, or why not: NOT_FOUND, NOT_FINISHED, SUCCEEDED."""
+        out = self._requeue(
+            keys=[keys.job(job.id), *self._queues(job), keys.SEQUENCE, keys.job_events(job.id)],
+            args=[time.time(), self.retention_s, job.id],
+        )
+        out = out.decode()
+        if out == "REQUEUED":
+            self.r.expire(keys.job_logs(job.id), self.retention_s)
+        return out
 
     def cancel_requested(self, request_id: str) -> bool:
         return self.r.hget(keys.job(request_id), "cancel_requested") == b"1"

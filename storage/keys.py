@@ -6,6 +6,8 @@ PREFIX = "darkroom"
 
 SEQUENCE = f"{PREFIX}:seq"  # submit order, for queue positions
 JOBS_INDEX = f"{PREFIX}:jobs"  # zset id -> created_at, for operators
+RUNNING = f"{PREFIX}:running"  # zset id -> time of its latest start, while IN_PROGRESS
+SWEEP_LOCK = f"{PREFIX}:sweep-lock"  # one orphan sweep at a time across workers
 
 
 def job(request_id: str) -> str:
@@ -14,6 +16,11 @@ def job(request_id: str) -> str:
 
 def job_logs(request_id: str) -> str:
     return f"{PREFIX}:job:{request_id}:logs"
+
+
+def job_lease(request_id: str) -> str:
+    """Held (with a TTL, refreshed by the worker's heartbeat) while a worker runs the job."""
+    return f"{PREFIX}:lease:{request_id}"
 
 
 def job_events(request_id: str) -> str:
@@ -31,3 +38,31 @@ def heartbeat(worker_name: str) -> str:
 
 
 HEARTBEAT_PATTERN = f"{PREFIX}:heartbeat:*"
+
+
+def job_webhook(request_id: str) -> str:
+    """Hash recording the webhook deliveries of one job (attempts, last outcome, delivered_at)."""
+    return f"{PREFIX}:job:{request_id}:webhook"
+
+
+def idempotency(owner: str, key_digest: str) -> str:
+    """What an Idempotency-Key (sha256 of it, per owner) created: body fingerprint and submit response."""
+    return f"{PREFIX}:idempotency:{owner}:{key_digest}"
+
+
+# PEM of the Ed25519 key that signs webhooks when no key file is configured; generated once (SET NX)
+# by whichever process needs it first and shared by the API (JWKS) and every worker. No TTL.
+WEBHOOK_SIGNING_KEY = f"{PREFIX}:webhook-signing-key"
+
+
+API_KEYS = f"{PREFIX}:apikeys"  # set of every API key id ever created (revoked ones included). No TTL.
+
+
+def api_key(key_id: str) -> str:
+    """Hash of one API key: sha256 of the key, name, created_at, revoked_at. No TTL."""
+    return f"{PREFIX}:apikey:{key_id}"
+
+
+def rate_limit(key_id: str) -> str:
+    """Token bucket of one API key (tokens, last refill time); expires once the bucket is full again."""
+    return f"{PREFIX}:ratelimit:{key_id}"

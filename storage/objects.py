@@ -12,6 +12,8 @@ import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -19,6 +21,13 @@ from darkroom.errors import NotFound, StorageUnavailable
 from darkroom.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    modified_at: float  # unix seconds
+    size: int
 
 
 class ObjectStore(ABC):
@@ -38,6 +47,10 @@ class ObjectStore(ABC):
     @abstractmethod
     def check(self) -> None:
         """Raise StorageUnavailable when the store cannot be reached."""
+
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix`` (for `darkroom jobs purge`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its objects")
 
 
 def check_key(key: str) -> str:
@@ -93,6 +106,13 @@ class LocalObjectStore(ObjectStore):
     def check(self) -> None:
         if not os.access(self.root, os.W_OK):
             raise StorageUnavailable(f"local storage directory {self.root} is not writable")
+
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        for path in sorted(self.root.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            if key.startswith(prefix) and path.is_file():
+                stat = path.stat()
+                yield ObjectInfo(key, stat.st_mtime, stat.st_size)
 
 
 class S3ObjectStore(ObjectStore):
@@ -168,6 +188,16 @@ class S3ObjectStore(ObjectStore):
 
     def check(self) -> None:
         self._call("head_bucket", self.client.head_bucket)
+
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        token: dict = {}
+        while True:
+            page = self._call("list", self.client.list_objects_v2, Prefix=prefix, **token)
+            for obj in page.get("Contents", []):
+                yield ObjectInfo(obj["Key"], obj["LastModified"].timestamp(), int(obj.get("Size", 0)))
+            if not page.get("IsTruncated"):
+                return
+            token = {"ContinuationToken": page["NextContinuationToken"]}
 
 
 def build_object_store(settings: Settings) -> ObjectStore:

@@ -81,7 +81,13 @@ def make_settings(redis_url: str, s3_endpoint: str | None, port: int, **override
         retry_max=2,
         fetch_connect_timeout_s=1.0,
         fetch_timeout_s=3.0,
+        fetch_allow_hosts=["127.0.0.1", "::1", "localhost"],  # local image/webhook servers in tests
         broker_restore_interval_s=1.0,
+        webhook_backoff_base_s=0.01,
+        webhook_backoff_max_s=0.05,
+        webhook_timeout_s=2.0,
+        sync_run_timeout_s=30.0,
+        metrics_port=0,  # workers serve no metrics unless a test asks for a port
         log_level="INFO",
     )
     values.update(overrides)
@@ -96,11 +102,12 @@ def settings(redis_url, s3_endpoint, api_port) -> Settings:
 class ServerThread(threading.Thread):
     """uvicorn serving an app in a background thread of the test process."""
 
-    def __init__(self, app, port: int) -> None:
+    def __init__(self, app, port: int, **config) -> None:
         import uvicorn
 
         super().__init__(daemon=True)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        config = {"host": "127.0.0.1", "port": port, "log_level": "warning", **config}
+        self.server = uvicorn.Server(uvicorn.Config(app, **config))
 
     def run(self) -> None:
         self.server.run()
@@ -129,12 +136,14 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start_worker(settings: Settings, name: str, *extra: str, env: dict | None = None) -> subprocess.Popen:
-    """A real `darkroom worker` process configured by ``settings``."""
+def start_worker(
+    settings: Settings, name: str, *extra: str, env: dict | None = None, stderr=None
+) -> subprocess.Popen:
+    """A real `darkroom worker` process configured by ``settings`` (its log on ``stderr``, when given)."""
     full_env = {**os.environ, **settings.to_env(), **(env or {})}
     full_env.setdefault("DARKROOM_TORCH_THREADS", "1")
     cmd = [sys.executable, "-m", "darkroom.cli", "worker", "--name", name, *extra]
-    return subprocess.Popen(cmd, env=full_env, cwd=ROOT)
+    return subprocess.Popen(cmd, env=full_env, cwd=ROOT, stderr=stderr)
 
 
 def stop_process(proc: subprocess.Popen, timeout_s: float = 15) -> None:
@@ -158,3 +167,66 @@ def worker(settings, api_url) -> Iterator[subprocess.Popen]:
 def client(api_url, worker) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=api_url, timeout=10) as c:
         yield c
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def _is_loopback(host: object) -> bool:
+    import ipaddress
+
+    if not isinstance(host, str):
+        return True  # AF_UNIX paths and the like
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture
+def loopback_only(monkeypatch) -> Iterator[list[str]]:
+    """Fail the test if anything in this process connects to, or asks DNS about, a non-loopback host.
+
+    Connections and look-ups are blocked (OSError) and recorded; the test fails at teardown, even
+    when the attempt happened on another thread (uvicorn's) and its error was swallowed.
+    """
+    import socket
+
+    attempts: list[str] = []
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    real_create, real_getaddrinfo = socket.create_connection, socket.getaddrinfo
+
+    def refuse(what: str) -> OSError:
+        attempts.append(what)
+        return OSError(f"loopback_only: blocked {what}")
+
+    def connect(self, address):
+        if isinstance(address, tuple) and not _is_loopback(address[0]):
+            raise refuse(f"connect to {address}")
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        if isinstance(address, tuple) and not _is_loopback(address[0]):
+            raise refuse(f"connect_ex to {address}")
+        return real_connect_ex(self, address)
+
+    def create_connection(address, *args, **kwargs):
+        if not _is_loopback(address[0]):
+            raise refuse(f"create_connection to {address}")
+        return real_create(address, *args, **kwargs)
+
+    def getaddrinfo(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is not None and not _is_loopback(name):
+            attempts.append(f"DNS look-up of {name}")
+            raise socket.gaierror(socket.EAI_NONAME, f"loopback_only: blocked DNS look-up of {name}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield attempts
+    assert not attempts, f"non-loopback network access attempted: {attempts}"

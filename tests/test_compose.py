@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -36,11 +37,23 @@ def darkroom_services(compose: dict) -> dict:
 
 def test_darkroom_commands_exist(compose):
     services = darkroom_services(compose)
-    assert set(services) == {"api", "worker"}
-    for svc in services.values():
+    assert set(services) == {"api", "worker", "flower"}
+    for name, svc in services.items():
+        if name == "flower":
+            continue  # Celery's monitor from the same image (next test)
         command = svc["command"]
         assert command[0] == "darkroom"
         assert command[1] in cli.commands, f"darkroom has no `{command[1]}` command"
+
+
+def test_flower_watches_the_broker_from_the_darkroom_image(compose):
+    flower = compose["services"]["flower"]
+    assert flower["command"][0] == "celery" and "flower" in flower["command"]
+    assert "--broker=redis://redis:6379/0" in flower["command"]
+    assert compose["x-darkroom-env"]["DARKROOM_REDIS_URL"] == "redis://redis:6379/0"
+    assert all(port.startswith("127.0.0.1:") for port in flower["ports"])  # it can control workers
+    assert "ops" in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert 'pip install ".[ops]"' in (ROOT / "Dockerfile").read_text()
 
 
 def test_every_darkroom_variable_is_a_setting(compose):

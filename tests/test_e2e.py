@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import numpy as np
 import pytest
@@ -128,9 +130,16 @@ def test_unknown_request_is_404(client):
     assert resp.status_code == 404 and resp.json() == {"status": "NOT_FOUND"}
 
 
-def test_bad_image_fails_without_retry(client):
+def test_bad_image_fails_without_retry(client, settings):
+    from storage.objects import build_object_store
+
     body = {"image_url": "data:image/png;base64," + "aGVsbG8gd29ybGQ="}  # "hello world"
-    sub = submit(client, body)
+    resp = client.post(f"/{APP}", json=body)  # data URIs are screened at submit: no job at all
+    assert resp.status_code == 422 and resp.json()["error_type"] == "unsupported_image"
+    # an input that only the worker sees (a stored object it reads itself) fails the job instead
+    key = f"uploads/not-an-image-{uuid.uuid4()}.png"
+    build_object_store(settings).put(key, b"hello world", "image/png")
+    sub = submit(client, {"image_url": f"{settings.api_base_url}/files/{key}"})
     status = wait_done(client, sub["status_url"])
     assert status["error_type"] == "unsupported_image"
     resp = client.get(sub["response_url"])

@@ -72,7 +72,8 @@ def test_low_priority_waits_behind_normal(paused):
     normal = submit(client)
     assert normal["queue_position"] == 0
     assert client.get(low["status_url"]).json()["queue_position"] == 1
-    bad = client.post(f"/{APP}", json={"image_url": "http://x/y.png"}, headers={"X-Fal-Queue-Priority": "now"})
+    headers = {"X-Fal-Queue-Priority": "now"}
+    bad = client.post(f"/{APP}", json={"image_url": "http://x/y.png"}, headers=headers)
     assert bad.status_code == 422 and "X-Fal-Queue-Priority" in bad.json()["detail"]
 
 
@@ -114,8 +115,13 @@ def test_only_first_completion_wins(paused):
     client, _ = paused
     store = store_of(client)
     job = store.get(submit(client)["request_id"])
-    assert store.start(job).outcome == "started"
-    assert store.start(job).outcome == "crashed"
+    assert store.start(job, "w1").outcome == "started"
+    assert store.start(job, "w2").outcome == "busy"  # w1 holds the lease
+    store.release(job.id, "w2")  # only the holder can release
+    assert store.start(job, "w2").outcome == "busy"
+    store.release(job.id, "w1")  # as if w1's lease expired: the next delivery is a crash
+    restarted = store.start(job, "w2")
+    assert (restarted.outcome, restarted.crashes) == ("crashed", 1)
     assert store.complete(job, {"images": []}, {"inference_time": 0.1}) is True
     assert store.complete(job, {"images": ["late"]}, {}) is False
     assert store.fail(job, "internal_error", "late") is False
@@ -138,3 +144,29 @@ def test_api_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_orphan_sweeper_resends_an_unsent_job_once(paused):
+    import time
+
+    from worker.health import OrphanSweeper
+
+    client, _ = paused
+    store = store_of(client)
+    sub = submit(client)
+    sent: list[tuple[str, str]] = []
+    sweeper = OrphanSweeper(store, lambda rid, prio: sent.append((rid, prio)), lambda: [APP], 60, 0.2)
+    assert (sub["request_id"], "normal") not in sent
+    sweeper.sweep()
+    assert (sub["request_id"], "normal") not in sent  # too recent
+    time.sleep(0.3)
+    sweeper.sweep()
+    assert (sub["request_id"], "normal") in sent
+    sent.clear()
+    sweeper.sweep()
+    assert (sub["request_id"], "normal") not in sent  # touched by the last sweep
+    job = store.get(sub["request_id"])
+    assert store.start(job, "w").outcome == "started"
+    time.sleep(0.3)
+    sweeper.sweep()
+    assert (job.id, "normal") not in sent  # its lease is held

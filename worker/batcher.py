@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from darkroom.errors import DeviceOutOfMemory
+from darkroom.logs import request_context
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,12 @@ class _Group:
 
 
 class Batcher:
-    def __init__(self, run_batch: RunBatch, max_batch_size: int, max_wait_ms: float) -> None:
+    def __init__(
+        self, run_batch: RunBatch, max_batch_size: int, max_wait_ms: float,
+        request_id: Callable[[Any], str] | None = None,
+    ) -> None:
         self.run_batch = run_batch
+        self.request_id = request_id  # an item's request id, for the log lines of its batch
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000
         self._cond = threading.Condition()
@@ -114,12 +119,14 @@ class Batcher:
 
     def _run(self, batch: list[tuple[Any, Future]]) -> None:
         items = [item for item, _ in batch]
-        try:
-            outputs = self.run_batch(items)
-            self.batches_run += 1
-        except BaseException as exc:  # noqa: BLE001 - every failure is handed to its futures
-            self._recover(batch, exc)
-            return
+        ids = [self.request_id(item) for item in items] if self.request_id else []
+        with request_context(*ids):
+            try:
+                outputs = self.run_batch(items)
+                self.batches_run += 1
+            except BaseException as exc:  # noqa: BLE001 - every failure is handed to its futures
+                self._recover(batch, exc)
+                return
         for (_, fut), out in zip(batch, outputs, strict=True):
             fut.set_result(out)
 

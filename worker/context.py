@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
+from darkroom.apps import APPS
+from darkroom.models import use_models_config
 from darkroom.plugins import load_plugins
 from darkroom.settings import Settings
 from storage.jobs import JobStore, redis_client
 from storage.objects import ObjectStore, build_object_store
 from worker.batcher import Batcher
-from worker.health import Heartbeat, JobTracker, Watchdog, worker_id
+from worker.health import Heartbeat, JobTracker, OrphanSweeper, Watchdog, worker_id
 from worker.imaging import ImageLimits
+from worker.metrics import serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +34,20 @@ class WorkerContext:
     batcher: Batcher | None = None
     threads: list = field(default_factory=list)
 
-    def start_background(self) -> None:
-        """Heartbeat and hard-limit watchdog (the batcher starts with the context)."""
+    def start_background(self, resend: Callable[[str, str], None]) -> None:
+        """Heartbeat, hard-limit watchdog and orphan sweeper (the batcher starts with the context).
+        ``resend(request_id, priority)`` sends a job's message again."""
         s = self.settings
         self.threads = [
-            Heartbeat(self.store, self.worker_id, s.heartbeat_interval_s, s.heartbeat_ttl_s),
+            Heartbeat(self.store, self.worker_id, self.tracker, s.heartbeat_interval_s, s.heartbeat_ttl_s),
             Watchdog(self.tracker, s.task_hard_time_limit_s),
+            OrphanSweeper(
+                self.store, resend, lambda: list(APPS), s.orphan_sweep_interval_s, s.orphan_after_s
+            ),
         ]
         for t in self.threads:
             t.start()
+        serve_metrics(s, self.device)  # /metrics on DARKROOM_METRICS_PORT (0: off)
 
     def stop(self) -> None:
         for t in self.threads:
@@ -54,11 +63,12 @@ def pick_device(name: str) -> torch.device:
 
 
 def build_context(settings: Settings) -> WorkerContext:
-    from worker.runner import run_effects
+    from worker.runner import run_batch
 
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     load_plugins(settings)
+    use_models_config(settings)
     client = redis_client(settings.redis_url, settings.redis_socket_timeout_s)
     device = pick_device(settings.device)
     ctx = WorkerContext(
@@ -69,7 +79,8 @@ def build_context(settings: Settings) -> WorkerContext:
         ImageLimits.from_settings(settings),
     )
     ctx.batcher = Batcher(
-        lambda batch: run_effects(ctx, batch), settings.max_batch_size, settings.max_wait_ms
+        lambda batch: run_batch(ctx, batch), settings.max_batch_size, settings.max_wait_ms,
+        request_id=lambda prepared: prepared.job.id,  # a batch's log lines carry its jobs' ids
     )
     log.info("worker %s ready: device=%s threads=%d", ctx.worker_id, device, torch.get_num_threads())
     return ctx

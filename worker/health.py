@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from storage import keys
 from storage.jobs import JobStore
 
 log = logging.getLogger(__name__)
@@ -28,32 +29,57 @@ def worker_id() -> str:
 
 
 class JobTracker:
-    """The jobs this process is running, with their start times (monotonic)."""
+    """Time each job spends in active phases (prepare, its batch on the device, finish).
+
+    Waiting for a batch slot is not counted: it is not the job's doing. The watchdog looks at the
+    phase running now; the soft limit at the total so far.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._running: dict[str, float] = {}
+        self._active: dict[str, float] = {}
+        self._spent: dict[str, float] = {}
+
+    def running(self) -> list[str]:
+        """Jobs between start and end of an attempt here (their leases are kept alive)."""
+        with self._lock:
+            return list(self._spent)
+
+    def begin(self, request_id: str) -> None:
+        with self._lock:
+            self._spent.setdefault(request_id, 0.0)
 
     @contextmanager
-    def track(self, request_id: str) -> Iterator[None]:
+    def track(self, *request_ids: str) -> Iterator[None]:
+        now = time.monotonic()
         with self._lock:
-            self._running[request_id] = time.monotonic()
+            for rid in request_ids:
+                self._active[rid] = now
         try:
             yield
         finally:
+            end = time.monotonic()
             with self._lock:
-                self._running.pop(request_id, None)
+                for rid in request_ids:
+                    started = self._active.pop(rid, end)
+                    self._spent[rid] = self._spent.get(rid, 0.0) + end - started
+
+    def forget(self, request_id: str) -> None:
+        with self._lock:
+            self._spent.pop(request_id, None)
 
     def elapsed_s(self, request_id: str) -> float:
         with self._lock:
-            started = self._running.get(request_id)
-        return 0.0 if started is None else time.monotonic() - started
+            started = self._active.get(request_id)
+            spent = self._spent.get(request_id, 0.0)
+        return spent + (0.0 if started is None else time.monotonic() - started)
 
     def longest(self) -> tuple[str | None, float]:
+        """The job whose current phase has run longest, and for how long."""
         with self._lock:
-            if not self._running:
+            if not self._active:
                 return None, 0.0
-            rid, started = min(self._running.items(), key=lambda kv: kv[1])
+            rid, started = min(self._active.items(), key=lambda kv: kv[1])
         return rid, time.monotonic() - started
 
 
@@ -75,14 +101,17 @@ class _Periodic(threading.Thread):
 
 
 class Heartbeat(_Periodic):
-    def __init__(self, store: JobStore, worker: str, interval_s: float, ttl_s: float) -> None:
+    """Writes the worker's heartbeat and keeps the leases of the jobs it runs alive."""
+
+    def __init__(self, store: JobStore, worker: str, tracker: JobTracker, interval_s: float, ttl_s: float):
         super().__init__("darkroom-heartbeat", interval_s)
-        self.store, self.worker, self.ttl_s = store, worker, ttl_s
+        self.store, self.worker, self.tracker, self.ttl_s = store, worker, tracker, ttl_s
         self.tick()
 
     def tick(self) -> None:
         try:
             self.store.heartbeat(self.worker, self.ttl_s)
+            self.store.refresh_leases(self.tracker.running(), self.worker, self.ttl_s)
         except Exception as exc:  # Redis away: keep trying, the key simply expires meanwhile
             log.warning("heartbeat failed: %s", exc)
 
@@ -99,3 +128,36 @@ class Watchdog(_Periodic):
             log.critical("job %s ran %.1fs, past the hard limit of %.1fs: exiting", rid, elapsed, limit)
             logging.shutdown()
             os._exit(HARD_LIMIT_EXIT_CODE)
+
+
+class OrphanSweeper(_Periodic):
+    """Re-sends jobs whose broker message was lost.
+
+    Kombu's Redis transport pops a message before it records it as unacknowledged, so a worker killed
+    in between loses it, and the job would wait forever. Every sweep (one worker at a time, under a
+    lock) looks at the oldest queued jobs and the running ones, and re-sends those that nobody holds a
+    lease on and nothing touched for ``orphan_after_s``. A duplicate message is harmless: starting a
+    job is guarded, and a job already running or done is not run again.
+    """
+
+    def __init__(self, store: JobStore, resend, app_ids, interval_s: float, orphan_after_s: float):
+        super().__init__("darkroom-orphan-sweeper", interval_s)
+        self.store, self.resend, self.app_ids, self.orphan_after_s = store, resend, app_ids, orphan_after_s
+
+    def tick(self) -> None:
+        try:
+            if self.store.r.set(keys.SWEEP_LOCK, "1", nx=True, px=int(self.interval_s * 1000)):
+                self.sweep()
+        except Exception as exc:  # Redis away: try again next tick
+            log.warning("orphan sweep failed: %s", exc)
+
+    def sweep(self) -> int:
+        cutoff = time.time() - self.orphan_after_s
+        sent = 0
+        for rid in self.store.orphan_candidates(list(self.app_ids()), cutoff):
+            priority = self.store.claim_orphan(rid, cutoff)
+            if priority is not None:
+                log.warning("job %s has no live message or lease; sending it again", rid)
+                self.resend(rid, priority)
+                sent += 1
+        return sent

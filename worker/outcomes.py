@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from darkroom.errors import DarkroomError, InternalError
 from darkroom.job import JobRecord
 from worker.context import WorkerContext
+from worker.metrics import job_completed
 
 log = logging.getLogger(__name__)
 
@@ -18,12 +19,13 @@ def record_failure(ctx: WorkerContext, job: JobRecord) -> Iterator[None]:
     try:
         yield
     except DarkroomError as exc:
-        if exc.retryable:
+        if exc.retryable and not job.no_retry:
             ctx.store.add_log(job.id, f"attempt {job.attempts} failed, will retry: {exc.detail}", "WARN")
             raise
-        log.info("job %s failed: %s (%s)", job.id, exc.detail, exc.code)
-        ctx.store.add_log(job.id, exc.detail, "ERROR")
-        fail_job(ctx, job, exc.code, exc.detail)
+        detail = f"{exc.detail} (not retried: x-fal-no-retry)" if exc.retryable else exc.detail
+        log.info("job %s failed: %s (%s)", job.id, detail, exc.code)
+        ctx.store.add_log(job.id, detail, "ERROR")
+        fail_job(ctx, job, exc.code, detail)
     except Exception as exc:
         log.exception("job %s crashed", job.id)
         err = InternalError(f"internal error: {type(exc).__name__}: {exc}")
@@ -48,5 +50,19 @@ def fail_job(ctx: WorkerContext, job: JobRecord, code: str, detail: str, metrics
 
 
 def after_completion(ctx: WorkerContext, job: JobRecord) -> None:
-    """Runs once per job, after the transition to COMPLETED won (webhooks hang off this)."""
+    """Runs once per job, after the transition to COMPLETED won: hands its webhook (if any) to the
+    webhook queue. Delivery is a separate task, so it adds no latency here and never changes the job."""
     log.debug("job %s completed", job.id)
+    job_completed(ctx.store, job.id)
+    if job.webhook_url:
+        dispatch_webhook(job.id)
+
+
+def dispatch_webhook(request_id: str) -> None:
+    from darkroom.broker import enqueue_webhook
+    from worker.tasks import app
+
+    try:
+        enqueue_webhook(app, request_id)
+    except Exception:  # the job is complete either way; a lost webhook must not fail it
+        log.exception("job %s: could not enqueue its webhook", request_id)

@@ -1,42 +1,31 @@
-"""Running jobs, as numbered steps: start -> validate -> fetch -> decode -> effects -> encode -> upload
--> record. Steps 1-3 and 5-7 are per job; step 4 runs on a batch of prepared jobs."""
+"""Running jobs, as numbered steps: 1 start -> 2 validate -> 3 fetch and decode -> 4 run (batched) ->
+5 encode -> 6 store -> 7 record. Steps 3-6 belong to the app's pipeline (worker/pipelines/); the
+runner adds starting, cancellation and time limits at every step boundary, the batcher and the
+guarded completion."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 
+import redis
 import torch
 
 from darkroom.apps import APPS
-from darkroom.apps.post_processing import ImageInputBase
 from darkroom.errors import InvalidInput, RequestCancelled, RequestTimeout, WorkerCrash
 from darkroom.job import JobRecord
-from worker import imaging
+from darkroom.logs import request_context
 from worker.context import WorkerContext
-from worker.fetch import fetch_input
+from worker.metrics import batch_ran, job_started
 from worker.outcomes import complete_job, fail_job, record_failure
-from worker.pipeline import Chain, chain_key, run_chain
+from worker.pipelines import Prepared, get_pipeline
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Prepared:
-    """A started job with its input decoded, ready for the effects step."""
-
-    job: JobRecord
-    body: ImageInputBase
-    chain: Chain
-    image: imaging.DecodedImage
-    extra: dict[str, imaging.DecodedImage] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def batch_key(self) -> tuple:
-        solo = (self.job.id,) if self.job.crashes else ()  # a suspect in a crash runs alone
-        return (self.image.height, self.image.width, chain_key(self.chain), *solo)
+class JobBusy(Exception):
+    """A duplicate delivery of a job a live worker is running. The message must not be dropped (that
+    worker may still die), so the task sends a fresh copy to check back later."""
 
 
 def begin(ctx: WorkerContext, request_id: str) -> JobRecord | None:
@@ -45,11 +34,14 @@ def begin(ctx: WorkerContext, request_id: str) -> JobRecord | None:
     if job is None:
         log.warning("job %s not found (expired or deleted); dropping its message", request_id)
         return None
-    started = ctx.store.start(job, ctx.worker_id)
-    if started.outcome in ("missing", "completed", "busy"):
+    started = ctx.store.start(job, ctx.worker_id, ctx.settings.heartbeat_ttl_s)
+    if started.outcome == "busy":
+        raise JobBusy(f"job {request_id} is running on a live worker")
+    if started.outcome in ("missing", "completed"):
         log.info("job %s: %s; nothing to do for this delivery", request_id, started.outcome)
         return None
     job.attempts, job.crashes = started.attempts, started.crashes
+    job_started(job, started.outcome)
     if started.outcome == "crashed":
         ctx.store.add_log(job.id, f"a worker died running this job ({started.crashes} so far)", "WARN")
         if started.crashes >= ctx.settings.max_crashes:
@@ -74,66 +66,42 @@ def check_step(ctx: WorkerContext, job: JobRecord) -> None:
 
 
 def prepare(ctx: WorkerContext, job: JobRecord) -> Prepared:
-    """Steps 2-3: validate the stored input, fetch and decode the images."""
-    t0 = time.perf_counter()
+    """Steps 2-3: validate the stored input, then the pipeline fetches and decodes what it needs."""
     app = APPS.get(job.app_id)
     if app is None:
         raise InvalidInput(f"unknown app {job.app_id}")
     body = app.input_model.model_validate(job.input, context={"trusted": True})
-    chain = body.effect_chain()
-    image = imaging.decode(fetch_input(body.image_url, ctx.objects, ctx.settings), ctx.limits)
-    extra = {}
-    if any(name == "dissolve" for name, _ in chain):
-        raw = fetch_input(body.dissolve_image_url, ctx.objects, ctx.settings, "dissolve_image_url")
-        extra["dissolve"] = imaging.decode(raw, ctx.limits)
+    prepared = get_pipeline(app.pipeline).prepare(ctx, job, body)
     check_step(ctx, job)
-    return Prepared(job, body, chain, image, extra, {"prepare_s": time.perf_counter() - t0})
+    return prepared
 
 
-def run_effects(ctx: WorkerContext, batch: list[Prepared]) -> list:
-    """Step 4: the effects on one batch of prepared jobs sharing a batch key; uint8 RGB out."""
-    first = batch[0]
-    if not first.chain and all(p.image.bit_depth == 8 for p in batch):
-        return [p.image.rgb for p in batch]  # nothing enabled: pixel-identical, no round trip
+def run_batch(ctx: WorkerContext, batch: list[Prepared]) -> list:
+    """Step 4 (the batcher's thread): one batch of prepared jobs sharing a batch key, on the device."""
+    for p in batch:
+        p.batch_sizes.append(len(batch))
+    batch_ran(batch[0].pipeline, len(batch))
     t0 = time.perf_counter()
-    with torch.inference_mode():
-        x = imaging.to_tensor([p.image for p in batch], ctx.device)
-        images = {}
-        if "dissolve" in first.extra:
-            h, w = first.image.height, first.image.width
-            others = [imaging.resize_rgb(p.extra["dissolve"], (h, w)) for p in batch]
-            images["dissolve"] = imaging.to_tensor(others, ctx.device)
-        y = run_chain(x, [p.chain for p in batch], [p.job.seed for p in batch], images)
-        out = imaging.from_tensor(y)
+    with torch.inference_mode(), ctx.tracker.track(*(p.job.id for p in batch)):
+        out = get_pipeline(batch[0].pipeline).run(ctx, batch)
     elapsed = time.perf_counter() - t0
     for p in batch:
-        p.timings["effects_s"] = elapsed
+        p.timings["run_s"] = elapsed
     return out
 
 
-def finish(ctx: WorkerContext, p: Prepared, rgb) -> bool:
-    """Steps 5-7: encode, upload (unless sync_mode), record COMPLETED. False if another run won."""
+def finish(ctx: WorkerContext, p: Prepared, output) -> bool:
+    """Steps 5-7: encode and store the outputs, record COMPLETED. False if another run won."""
     check_step(ctx, p.job)
-    body = p.body
     t0 = time.perf_counter()
-    encoded = imaging.encode(rgb, p.image.alpha, p.image.icc_profile, body.output_format, body.output_quality)
-    file_name = f"0.{encoded.extension}"
-    image = {
-        "content_type": encoded.content_type,
-        "file_name": file_name,
-        "file_size": len(encoded.data),
-        "width": encoded.width,
-        "height": encoded.height,
-    }
-    if body.sync_mode:
-        image["url"] = imaging.data_uri(encoded)
-    else:
-        key = f"{p.job.id}/{file_name}"
-        ctx.objects.put(key, encoded.data, encoded.content_type)
-        image["key"] = key
+    result = get_pipeline(p.pipeline).finish(ctx, p, output)
     p.timings["finish_s"] = time.perf_counter() - t0
-    metrics = {"inference_time": round(sum(p.timings.values()), 6), **p.timings}
-    won = complete_job(ctx, p.job, {"images": [image], "seed": p.job.seed}, metrics)
+    metrics = {
+        "inference_time": round(sum(p.timings.values()), 6),
+        **p.timings,
+        "batch_sizes": p.batch_sizes,
+    }
+    won = complete_job(ctx, p.job, result, metrics)
     if won:
         ctx.store.add_log(p.job.id, f"completed in {metrics['inference_time'] * 1000:.1f} ms")
     return won
@@ -141,15 +109,30 @@ def finish(ctx: WorkerContext, p: Prepared, rgb) -> bool:
 
 def run_job(ctx: WorkerContext, request_id: str) -> None:
     """Run one job through the batcher; permanent errors are recorded, transient ones propagate."""
+    with request_context(request_id):  # every log line of the job carries its id
+        _run_job(ctx, request_id)
+
+
+def _run_job(ctx: WorkerContext, request_id: str) -> None:
     job = begin(ctx, request_id)
     if job is None:
         return
-    with record_failure(ctx, job), ctx.tracker.track(job.id):
-        ctx.batcher.preparing()
+    ctx.tracker.begin(job.id)  # from here on the heartbeat keeps the job's lease alive
+    try:
+        with record_failure(ctx, job):
+            ctx.batcher.preparing()
+            try:
+                with ctx.tracker.track(job.id):
+                    prepared = prepare(ctx, job)
+            except BaseException:
+                ctx.batcher.abandoned()
+                raise
+            rgb = ctx.batcher.submit(prepared.batch_key, prepared).result()
+            with ctx.tracker.track(job.id):
+                finish(ctx, prepared, rgb)
+    finally:
+        ctx.tracker.forget(request_id)
         try:
-            prepared = prepare(ctx, job)
-        except BaseException:
-            ctx.batcher.abandoned()
-            raise
-        rgb = ctx.batcher.submit(prepared.batch_key, prepared).result()
-        finish(ctx, prepared, rgb)
+            ctx.store.release(request_id, ctx.worker_id)
+        except redis.RedisError as exc:  # the lease expires by itself
+            log.warning("could not release the lease of %s: %s", request_id, exc)

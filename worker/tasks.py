@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
-from darkroom.broker import RUN_JOB_TASK, make_celery
+from darkroom.broker import EFFECTS_QUEUE, RUN_JOB_TASK, enqueue, make_celery
 from darkroom.errors import DarkroomError
+from darkroom.logs import TASK_PREFIX, bind_request_id
 from darkroom.settings import get_settings
 from worker.context import WorkerContext, build_context
+from worker.metrics import job_retried
 from worker.outcomes import fail_job
 from worker.retry import backoff_s
-from worker.runner import run_job
+from worker.runner import JobBusy, run_job
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ def context() -> WorkerContext:
 
 @worker_ready.connect
 def _on_ready(**_: object) -> None:
-    context().start_background()
+    context().start_background(resend=lambda request_id, priority: enqueue(app, request_id, priority))
 
 
 @worker_shutdown.connect
@@ -39,11 +41,27 @@ def _on_shutdown(**_: object) -> None:
         _context.stop()
 
 
+@task_prerun.connect
+def _tag_logs(task=None, args=None, **_: object) -> None:
+    """Every line logged while a Darkroom task runs, Celery's own included, carries its request id."""
+    name = getattr(task, "name", "") or ""
+    bind_request_id(str(args[0]) if args and name.startswith(TASK_PREFIX) else None)
+
+
+@task_postrun.connect
+def _untag_logs(**_: object) -> None:
+    bind_request_id(None)
+
+
 @app.task(name=RUN_JOB_TASK, bind=True)
 def run_job_task(self, request_id: str) -> None:
     ctx = context()
     try:
         run_job(ctx, request_id)
+    except JobBusy:
+        delay = ctx.settings.heartbeat_ttl_s
+        log.info("job %s runs elsewhere; checking back in %.1fs", request_id, delay)
+        app.send_task(RUN_JOB_TASK, args=[request_id], queue=EFFECTS_QUEUE, countdown=delay)
     except DarkroomError as exc:
         if not exc.retryable:
             raise
@@ -56,4 +74,5 @@ def run_job_task(self, request_id: str) -> None:
         delay = backoff_s(ctx.settings, retries)
         log.warning("job %s: %s; retry %d in %.2fs", request_id, exc.detail, retries + 1, delay)
         ctx.store.mark_retry(request_id)
+        job_retried(exc.code)
         raise self.retry(countdown=delay, exc=exc, max_retries=ctx.settings.retry_max) from exc

@@ -10,12 +10,16 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
 
 from darkroom.apps import APPS, AppSpec, base_app_ids
-from darkroom.errors import InvalidInput, NotFound
+from darkroom.errors import InvalidInput, NotFound, RequestNotFinished
 from darkroom.job import JobRecord
+from darkroom.outputs import public_result
 from darkroom.status import JobStatus
 
+from ..auth import CallerDep
 from ..deps import Services, load_job, request_urls, services
 from ..errors import error_response
+from ..idempotency import fingerprint, submit_once
+from ..lifecycle import cancel_request, delete_request
 from ..submit import submit_job
 
 REQUEST_ID_HEADER = "x-fal-request-id"
@@ -72,16 +76,22 @@ def status_body(svc: Services, job: JobRecord, with_logs: bool) -> dict[str, Any
 
 def fresh_result(svc: Services, result: dict[str, Any]) -> dict[str, Any]:
     """The stored output with object URLs presigned afresh (keys are kept in the record, not URLs)."""
-    out = dict(result)
-    images = []
-    for image in result.get("images", []):
-        image = dict(image)
-        key = image.pop("key", None)
-        if key:
-            image["url"] = svc.objects.url(key)
-        images.append(image)
-    out["images"] = images
-    return out
+    return public_result(result, svc.objects.url)
+
+
+def submit_options(
+    caller: CallerDep,
+    x_fal_queue_priority: Annotated[str | None, Header()] = None,
+    x_fal_request_timeout: Annotated[str | None, Header()] = None,
+    x_fal_no_retry: Annotated[str | None, Header(description="1|true|yes: never retry this job")] = None,
+) -> dict[str, Any]:
+    """submit_job's options from the caller and fal's request headers (queue submits and sync runs)."""
+    return {
+        "owner": caller.owner,
+        "priority": parse_priority(x_fal_queue_priority),
+        "timeout_s": parse_timeout(x_fal_request_timeout),
+        "no_retry": parse_flag(x_fal_no_retry, "x-fal-no-retry"),
+    }
 
 
 def _submit_route(app_spec: AppSpec):
@@ -90,26 +100,24 @@ def _submit_route(app_spec: AppSpec):
     async def submit(
         body: model,  # type: ignore[valid-type]
         svc: Annotated[Services, Depends(services)],
+        options: Annotated[dict[str, Any], Depends(submit_options)],
         fal_webhook: Annotated[str | None, Query(description="URL to POST the result to")] = None,
-        x_fal_queue_priority: Annotated[str | None, Header()] = None,
-        x_fal_request_timeout: Annotated[str | None, Header()] = None,
+        idempotency_key: Annotated[str | None, Header(description="Same key and body: same request")] = None,
     ) -> JSONResponse:
-        job, position = submit_job(
-            svc,
-            app_spec,
-            body,
-            priority=parse_priority(x_fal_queue_priority),
-            timeout_s=parse_timeout(x_fal_request_timeout),
-            webhook_url=fal_webhook or "",
+        def accept() -> dict[str, Any]:
+            job, position = submit_job(svc, app_spec, body, webhook_url=fal_webhook or "", **options)
+            return {
+                "status": JobStatus.IN_QUEUE.value,
+                "request_id": job.id,
+                "gateway_request_id": job.id,
+                **request_urls(svc.settings, job.base_id, job.id),
+                "queue_position": position,
+            }
+
+        content = submit_once(
+            svc, idempotency_key, fingerprint(app_spec.app_id, body), accept, owner=options["owner"]
         )
-        content = {
-            "status": JobStatus.IN_QUEUE.value,
-            "request_id": job.id,
-            "gateway_request_id": job.id,
-            **request_urls(svc.settings, job.base_id, job.id),
-            "queue_position": position,
-        }
-        return JSONResponse(content, headers={REQUEST_ID_HEADER: job.id})
+        return JSONResponse(content, headers={REQUEST_ID_HEADER: content["request_id"]})
 
     submit.__name__ = "submit_" + app_spec.app_id.replace("/", "_").replace("-", "_")
     return submit
@@ -122,16 +130,19 @@ def _request_routes(router: APIRouter, base_id: str) -> None:
     async def status(
         request_id: str,
         svc: Annotated[Services, Depends(services)],
+        caller: CallerDep,
         logs: Annotated[str | None, Query(description="Include logs: 1|0|true|false")] = None,
     ) -> JSONResponse:
-        job = load_job(svc, base_id, request_id)
+        job = load_job(svc, base_id, request_id, caller.owner)
         code = 200 if job.status.is_terminal() else 202
         body = status_body(svc, job, parse_flag(logs, "logs"))
         return JSONResponse(body, status_code=code, headers={REQUEST_ID_HEADER: job.id})
 
     @router.get(prefix, name=f"result {base_id}", tags=[base_id])
-    async def result(request_id: str, svc: Annotated[Services, Depends(services)]) -> JSONResponse:
-        job = load_job(svc, base_id, request_id)
+    async def result(
+        request_id: str, svc: Annotated[Services, Depends(services)], caller: CallerDep
+    ) -> JSONResponse:
+        job = load_job(svc, base_id, request_id, caller.owner)
         headers = {REQUEST_ID_HEADER: job.id}
         if not job.status.is_terminal():
             return JSONResponse({"detail": "Request is still in progress"}, status_code=400, headers=headers)
@@ -140,18 +151,34 @@ def _request_routes(router: APIRouter, base_id: str) -> None:
         return JSONResponse(fresh_result(svc, job.result or {}), headers=headers)
 
     @router.put(prefix + "/cancel", name=f"cancel {base_id}", tags=[base_id])
-    async def cancel(request_id: str, svc: Annotated[Services, Depends(services)]) -> JSONResponse:
+    async def cancel(
+        request_id: str, svc: Annotated[Services, Depends(services)], caller: CallerDep
+    ) -> JSONResponse:
         try:
-            job = load_job(svc, base_id, request_id)
+            job = load_job(svc, base_id, request_id, caller.owner)
         except NotFound:
             return JSONResponse({"status": "NOT_FOUND"}, status_code=404)
-        outcome = svc.store.cancel(job)
+        outcome = cancel_request(svc, job)
         headers = {REQUEST_ID_HEADER: job.id}
         if outcome == "ALREADY_COMPLETED":
             return JSONResponse({"status": "ALREADY_COMPLETED"}, status_code=400, headers=headers)
         if outcome == "NOT_FOUND":
             return JSONResponse({"status": "NOT_FOUND"}, status_code=404, headers=headers)
         return JSONResponse({"status": "CANCELLATION_REQUESTED"}, status_code=202, headers=headers)
+
+    @router.delete(prefix, name=f"delete {base_id}", tags=[base_id])
+    async def delete(
+        request_id: str, svc: Annotated[Services, Depends(services)], caller: CallerDep
+    ) -> JSONResponse:
+        """Extension: remove a finished request's record, logs and objects (400 while unfinished)."""
+        job = load_job(svc, base_id, request_id, caller.owner)
+        headers = {REQUEST_ID_HEADER: job.id}
+        try:
+            removed = delete_request(svc, job)
+        except RequestNotFinished as exc:
+            return error_response(exc.code, exc.detail, headers)
+        body = {"status": "DELETED", "request_id": job.id, "objects_deleted": removed}
+        return JSONResponse(body, headers=headers)
 
 
 def build_router() -> APIRouter:

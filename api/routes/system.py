@@ -6,9 +6,10 @@ import mimetypes
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from darkroom.errors import DarkroomError, NotFound
+from darkroom.refs import UPLOADS_PREFIX
 from storage.objects import LocalObjectStore
 
 from ..deps import Services, services
@@ -41,11 +42,14 @@ def ready(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
 
 
 @router.get("/files/{key:path}", include_in_schema=False)
-def local_file(key: str, svc: Annotated[Services, Depends(services)]) -> FileResponse:
-    """Objects of the local-disk backend (the embedded default)."""
+def local_file(key: str, svc: Annotated[Services, Depends(services)]) -> Response:
+    """Objects of the local-disk backend (the embedded default); with S3, uploads only, redirected to a
+    presigned URL (their stable URL lives here, so it stays valid and the worker reads it directly)."""
     store = svc.objects
     if not isinstance(store, LocalObjectStore):
-        raise NotFound("no such file")
+        if not key.startswith(UPLOADS_PREFIX) or ".." in key.split("/"):
+            raise NotFound("no such file")
+        return RedirectResponse(store.url(key), status_code=307)
     try:
         path = store.path(key)
     except ValueError as exc:

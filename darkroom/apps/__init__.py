@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from darkroom.apps.diffusion import DIFFUSION_INPUTS, DiffusionOutput
 from darkroom.apps.post_processing import (
     SINGLE_EFFECT_INPUTS,
     ImageInputBase,
@@ -38,6 +39,8 @@ def _build_apps() -> dict[str, AppSpec]:
         apps[app_id] = AppSpec(
             app_id, POST_PROCESSING, model, ProcessedOutput, "effects", f"Apply the {slug} effect"
         )
+    for app_id, (model, summary) in DIFFUSION_INPUTS.items():  # each its own base id: darkroom/upscale
+        apps[app_id] = AppSpec(app_id, app_id, model, DiffusionOutput, "diffusion", summary)
     return apps
 
 

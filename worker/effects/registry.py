@@ -80,17 +80,19 @@ def register(
     key_fields: tuple[str, ...] = (),
     needs_rng: bool = False,
     extra_images: tuple[str, ...] = (),
+    params: type[EffectParams] | None = None,
 ) -> Callable[[EffectFn], EffectFn]:
-    """Register ``fn`` as the effect ``name``; its parameter model comes from the shared contract."""
-    group = GROUPS_BY_NAME[name]
-    unknown = set(key_fields) - set(group.params.model_fields)
+    """Register ``fn`` as the effect ``name``. Its parameter model comes from the shared contract
+    (``darkroom.apps.params``); plugins registering effects of their own pass ``params``."""
+    params = params or GROUPS_BY_NAME[name].params
+    unknown = set(key_fields) - set(params.model_fields)
     if unknown:
         raise ValueError(f"{name}: unknown key fields {sorted(unknown)}")
 
     def deco(fn: EffectFn) -> EffectFn:
         if name in EFFECTS:
             raise ValueError(f"effect {name!r} registered twice")
-        EFFECTS[name] = Effect(name, fn, group.params, key_fields, needs_rng, extra_images)
+        EFFECTS[name] = Effect(name, fn, params, key_fields, needs_rng, extra_images)
         return fn
 
     return deco

@@ -1,0 +1,83 @@
+"""Prometheus metrics shared by the API and the workers (torch-free).
+
+Counters live in each process's default registry and Prometheus adds them up across targets: the
+API counts submits and the cancellations it completes itself (queued jobs), the workers count every
+job they complete (worker/metrics.py). Queue depth is not counted but read from Redis at scrape time
+(``render_api_metrics``), so every API replica reports the same, true value.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from darkroom.apps import APPS
+from storage import keys
+
+log = logging.getLogger(__name__)
+
+PRIORITIES = ("normal", "low")
+CANCELLED = "request_cancelled"
+
+JOBS_SUBMITTED = Counter("darkroom_jobs_submitted", "Jobs accepted by the API.", ["app"])
+JOBS_COMPLETED = Counter(
+    "darkroom_jobs_completed",
+    "Jobs that reached COMPLETED, by outcome (success, error, cancelled) and error_type.",
+    ["app", "outcome", "error_type"],
+)
+
+
+def outcome_of(error: dict | None) -> tuple[str, str]:
+    """(outcome, error_type) labels of a completed job's ``error`` field."""
+    if not error:
+        return "success", ""
+    error_type = str(error.get("error_type", "internal_error"))
+    return ("cancelled" if error_type == CANCELLED else "error"), error_type
+
+
+def count_submitted(app_id: str) -> None:
+    JOBS_SUBMITTED.labels(app_id).inc()
+
+
+def count_completed(app_id: str, error: dict | None) -> None:
+    JOBS_COMPLETED.labels(app_id, *outcome_of(error)).inc()
+
+
+class QueueDepthCollector:
+    """``darkroom_queue_depth{app, priority}``: ZCARD of every app's queued set, read when scraped."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def collect(self):
+        up = GaugeMetricFamily("darkroom_redis_up", "1 when the API could read the queues from Redis.")
+        depth = GaugeMetricFamily(
+            "darkroom_queue_depth", "Jobs waiting (IN_QUEUE) per app and priority.",
+            labels=["app", "priority"],
+        )
+        pairs = [(app_id, prio) for app_id in sorted(APPS) for prio in PRIORITIES]
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for app_id, prio in pairs:
+                pipe.zcard(keys.queued(app_id, prio))
+            counts = pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("metrics: could not read the queues: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        for (app_id, prio), count in zip(pairs, counts, strict=True):
+            depth.add_metric([app_id, prio], count)
+        yield up
+        yield depth
+
+
+def render_api_metrics(client: redis.Redis) -> bytes:
+    """The API's exposition: this process's metrics plus the queue depth read from Redis now."""
+    scrape = CollectorRegistry(auto_describe=False)
+    scrape.register(QueueDepthCollector(client))
+    return generate_latest(REGISTRY) + generate_latest(scrape)

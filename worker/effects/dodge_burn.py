@@ -1,0 +1,83 @@
+"""Dodge & burn: lighten (dodge) or darken (burn) by a mask times an intensity, eight modes.
+
+With ``m`` the mask and ``i`` the intensity (per item):
+
+* dodge ``x / (1 - m*i + 1e-7)``; color_dodge ``x / (1 - m*i)`` where ``m < 1``, else ``x``;
+  linear_dodge ``x + m*i``;
+* burn ``1 - (1 - x) / (m*i + 1e-7)``; color_burn ``1 - (1 - x) / (m*i)`` where ``m*i > 0``, else ``x``;
+  linear_burn ``x - m*i``;
+* dodge_and_burn = burn(dodge(x)); burn_and_dodge = dodge(burn(x)).
+
+The formulas are the node pack's. What Darkroom changes (decisions.md §3):
+
+* **Mask.** fal exposes none, so the mask is the Rec.709 luminance of the effect's *input*, clamped to
+  [0, 1]; the combined modes use this same mask for both steps.
+* **Clamping.** The node returns dodge, burn and the color_* modes unclamped (values like 1e4 and -1e5
+  flowed into later effects). Every output here is clamped to [0, 1], and so is the intermediate image
+  between the two steps of dodge_and_burn / burn_and_dodge.
+* **Division guards.** Nothing can be NaN or infinite. dodge and burn keep the node's +1e-7 epsilon, so
+  their denominators are at least 1e-7 (the mask is clamped to [0, 1]) and the clamp does the rest:
+  burn with ``m*i = 0`` turns every pixel below 1 black (the node's -1e7, clamped), which also means
+  burn and the combined modes have no neutral intensity. color_burn leaves ``x`` unchanged where
+  ``m*i = 0`` (the node did that only for ``m = 0``; for ``i = 0`` it returned -inf everywhere), so
+  intensity 0 is neutral; its denominator is floored at 1e-7 like burn's. color_dodge leaves ``x``
+  unchanged where ``m = 1`` like the node, with its denominator floored at 1e-7 as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from worker.effects.common import REC709, clamp01, luma
+from worker.effects.registry import BatchParams, register
+
+EPS = 1e-7
+
+Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def dodge(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
+    return clamp01(x / (1 - mi + EPS))
+
+
+def burn(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
+    return clamp01(1 - (1 - x) / (mi + EPS))
+
+
+def color_dodge(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
+    return clamp01(torch.where(m < 1, x / (1 - mi).clamp(min=EPS), x))
+
+
+def color_burn(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
+    return clamp01(torch.where(mi > 0, 1 - (1 - x) / mi.clamp(min=EPS), x))
+
+
+def linear_dodge(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
+    return clamp01(x + mi)
+
+
+def linear_burn(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
+    return clamp01(x - mi)
+
+
+MODES: dict[str, tuple[Step, ...]] = {
+    "dodge": (dodge,),
+    "burn": (burn,),
+    "dodge_and_burn": (dodge, burn),
+    "burn_and_dodge": (burn, dodge),
+    "color_dodge": (color_dodge,),
+    "color_burn": (color_burn,),
+    "linear_dodge": (linear_dodge,),
+    "linear_burn": (linear_burn,),
+}
+
+
+@register("dodge_burn", key_fields=("dodge_burn_mode",))
+def dodge_burn(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
+    m = luma(x, REC709).clamp(0, 1)
+    mi = m * p.scalar("dodge_burn_intensity")
+    for step in MODES[p.key("dodge_burn_mode")]:
+        x = step(x, m, mi)  # each step clamps, so the combined modes clamp between their two steps
+    return x

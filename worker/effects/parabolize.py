@@ -1,0 +1,21 @@
+"""Parabolize: a per-channel parabolic tone curve, ``clamp(coeff * (x - vertex_x)**2 + vertex_y)``.
+
+``vertex_x`` is the input value at the vertex and ``vertex_y`` the output value there; a negative
+coefficient turns the parabola upside down. Same formula as the node pack; all three parameters travel
+per item, so requests with different curves share a batch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from worker.effects.common import clamp01
+from worker.effects.registry import BatchParams, register
+
+
+@register("parabolize")
+def parabolize(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
+    coeff = p.scalar("parabolize_coeff")
+    vx = p.scalar("vertex_x")
+    vy = p.scalar("vertex_y")
+    return clamp01(coeff * (x - vx).square() + vy)
