@@ -97,7 +97,7 @@ def submit_options(
 def _submit_route(app_spec: AppSpec):
     model = app_spec.input_model
 
-    async def submit(
+    def submit(
         body: model,  # type: ignore[valid-type]
         svc: Annotated[Services, Depends(services)],
         options: Annotated[dict[str, Any], Depends(submit_options)],
@@ -127,7 +127,7 @@ def _request_routes(router: APIRouter, base_id: str) -> None:
     prefix = f"/{base_id}/requests/{{request_id}}"
 
     @router.get(prefix + "/status", name=f"status {base_id}", tags=[base_id])
-    async def status(
+    def status(
         request_id: str,
         svc: Annotated[Services, Depends(services)],
         caller: CallerDep,
@@ -139,7 +139,7 @@ def _request_routes(router: APIRouter, base_id: str) -> None:
         return JSONResponse(body, status_code=code, headers={REQUEST_ID_HEADER: job.id})
 
     @router.get(prefix, name=f"result {base_id}", tags=[base_id])
-    async def result(
+    def result(
         request_id: str, svc: Annotated[Services, Depends(services)], caller: CallerDep
     ) -> JSONResponse:
         job = load_job(svc, base_id, request_id, caller.owner)
@@ -151,7 +151,7 @@ def _request_routes(router: APIRouter, base_id: str) -> None:
         return JSONResponse(fresh_result(svc, job.result or {}), headers=headers)
 
     @router.put(prefix + "/cancel", name=f"cancel {base_id}", tags=[base_id])
-    async def cancel(
+    def cancel(
         request_id: str, svc: Annotated[Services, Depends(services)], caller: CallerDep
     ) -> JSONResponse:
         try:
@@ -167,7 +167,7 @@ def _request_routes(router: APIRouter, base_id: str) -> None:
         return JSONResponse({"status": "CANCELLATION_REQUESTED"}, status_code=202, headers=headers)
 
     @router.delete(prefix, name=f"delete {base_id}", tags=[base_id])
-    async def delete(
+    def delete(
         request_id: str, svc: Annotated[Services, Depends(services)], caller: CallerDep
     ) -> JSONResponse:
         """Extension: remove a finished request's record, logs and objects (400 while unfinished)."""
