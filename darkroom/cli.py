@@ -118,7 +118,7 @@ def up(port: int | None, data_dir: Path) -> None:
     procs.append(subprocess.Popen([*exe, "worker"], env=env))
     procs.append(subprocess.Popen([*exe, "api"], env=env))
     click.echo(f"Darkroom is running at {settings.api_base_url}  (Ctrl-C to stop)")
-    _supervise(procs)
+    _supervise(procs, restart={len(procs) - 2: lambda: subprocess.Popen([*exe, "worker"], env=env)})
 
 
 def _check_worker(settings: Settings) -> int:
@@ -146,7 +146,10 @@ def _env_overrides(env: dict[str, str]) -> dict:
     return {k.removeprefix("DARKROOM_").lower(): v for k, v in env.items() if k.startswith("DARKROOM_")}
 
 
-def _supervise(procs: list[subprocess.Popen]) -> None:
+def _supervise(procs: list[subprocess.Popen], restart: dict | None = None) -> None:
+    """Wait for Ctrl-C/SIGTERM, then stop ``procs`` in reverse order. A process listed in ``restart``
+    (index -> how to start it again: the worker, which exits past a job's hard time limit) is
+    restarted when it dies; any other dying stops everything."""
     stopping = False
 
     def stop(signum, frame) -> None:
@@ -155,7 +158,14 @@ def _supervise(procs: list[subprocess.Popen]) -> None:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    while not stopping and all(p.poll() is None for p in procs):
+    restart = restart or {}
+    while not stopping:
+        dead = [i for i, p in enumerate(procs) if p.poll() is not None]
+        if any(i not in restart for i in dead):
+            break
+        for i in dead:
+            log.warning("process %d exited with %s; restarting it", procs[i].pid, procs[i].returncode)
+            procs[i] = restart[i]()
         time.sleep(0.2)
     code = 0 if stopping else 1
     for p in reversed(procs):  # API first, then the worker, Redis last

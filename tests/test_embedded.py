@@ -50,3 +50,33 @@ def _ok(url: str) -> bool:
         return httpx.get(url, timeout=0.5).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_up_restarts_a_dead_worker(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DARKROOM_")}
+    env["DARKROOM_TORCH_THREADS"] = "1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "darkroom.cli", "up", "--port", str(port), "--data-dir", str(tmp_path)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ok(base + "/ready"), timeout_s=60, interval_s=0.2)
+        workers = _children(proc.pid, "worker")
+        assert len(workers) == 1
+        os.kill(workers[0], signal.SIGKILL)
+        wait_for(lambda: (w := _children(proc.pid, "worker")) and w != workers, timeout_s=30, interval_s=0.2)
+        body = {"image_url": png_data_uri(gradient()), "enable_solarize": True}
+        sub = httpx.post(f"{base}/fal-ai/post-processing", json=body).json()
+        wait_for(lambda: httpx.get(sub["status_url"]).status_code == 200, timeout_s=60, interval_s=0.1)
+        assert "error" not in httpx.get(sub["status_url"]).json()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=40)
+    assert proc.returncode == 0
+
+
+def _children(pid: int, role: str) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(line.split()[0]) for line in out.stdout.splitlines() if f"darkroom.cli {role}" in line]
