@@ -18,7 +18,8 @@ from tests.images import decode_png, gradient, png_data_uri
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
-def test_up_serves_a_job_and_stops_cleanly(tmp_path):
+def start_up(tmp_path) -> tuple[subprocess.Popen, int, str]:
+    """`darkroom up` with none of this environment's DARKROOM_* settings, waiting until ready."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DARKROOM_")}
     env["DARKROOM_TORCH_THREADS"] = "1"
@@ -26,7 +27,11 @@ def test_up_serves_a_job_and_stops_cleanly(tmp_path):
         [sys.executable, "-m", "darkroom.cli", "up", "--port", str(port), "--data-dir", str(tmp_path)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    base = f"http://127.0.0.1:{port}"
+    return proc, port, f"http://127.0.0.1:{port}"
+
+
+def test_up_serves_a_job_and_stops_cleanly(tmp_path):
+    proc, port, base = start_up(tmp_path)
     try:
         wait_for(lambda: _ok(base + "/ready"), timeout_s=60, interval_s=0.2)
         body = {"image_url": png_data_uri(gradient()), "enable_desaturate": True}
@@ -53,14 +58,7 @@ def _ok(url: str) -> bool:
 
 
 def test_up_restarts_a_dead_worker(tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DARKROOM_")}
-    env["DARKROOM_TORCH_THREADS"] = "1"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "darkroom.cli", "up", "--port", str(port), "--data-dir", str(tmp_path)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc, _, base = start_up(tmp_path)
     try:
         wait_for(lambda: _ok(base + "/ready"), timeout_s=60, interval_s=0.2)
         workers = _children(proc.pid, "worker")
