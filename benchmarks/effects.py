@@ -8,6 +8,8 @@ apart. Effects not registered yet are skipped with a note, so the script runs on
     python benchmarks/effects.py                 # 1024x1024, 7 repeats, full table
     python benchmarks/effects.py --quick         # small sizes, smoke run
     python benchmarks/effects.py --size 2048 --repeat 5
+    python benchmarks/effects.py --only sharpen    # just the rows whose label contains "sharpen"
+    python benchmarks/effects.py --tuned-malloc    # glibc keeps freed buffers (fewer page faults)
 
 Timings on a shared machine are noisy: the load average before and after is printed with the table.
 """
@@ -65,6 +67,9 @@ SLOW_SINGLE_TARGET_MS = 60.0  # kuwahara, smart sharpen
 WORST_TARGET_MS = 100.0
 CHAIN_TARGET_MS = 120.0
 MEMORY_TARGET_X = 8.0
+# glibc keeps freed image-sized buffers in the heap instead of returning them to the OS, so the next
+# allocation does not page-fault afresh (see --tuned-malloc).
+TUNED_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(16 << 30)}
 
 
 @dataclass
@@ -289,6 +294,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--repeat", type=int, default=7, help="timed runs per case, after one warm-up (7)")
     ap.add_argument("--batch-size", type=int, default=512, help="side for the batch 8 vs 1 rows (512)")
     ap.add_argument("--memory-size", type=int, default=4096, help="side for the peak-memory row (4096)")
+    ap.add_argument("--tuned-malloc", action="store_true",
+                    help=f"re-run with glibc tunables {TUNED_MALLOC_ENV} (what a worker could set)")
     ap.add_argument("--threads", type=int, default=0, help="torch/cv2 threads (default: torch's choice)")
     ap.add_argument("--only", default="", help="run only the timed cases whose label contains this text")
     ap.add_argument("--quick", action="store_true", help="smoke run: 256² images, 2 repeats, 1024² memory")
@@ -301,6 +308,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.tuned_malloc and any(os.environ.get(k) != v for k, v in TUNED_MALLOC_ENV.items()):
+        env = {**os.environ, **TUNED_MALLOC_ENV}
+        os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], env)
     if args.memory_child:
         memory_child(args.memory_child)
         return 0
@@ -313,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()[0]
     print(f"# Darkroom effect benchmark: {args.size}², median of {args.repeat}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
-    print("\nTimings include uint8 → float → uint8 (worker.imaging); targets apply at 1024² on 2 CPU cores.")
+    tuned = all(os.environ.get(k) == v for k, v in TUNED_MALLOC_ENV.items())
+    print(f"\nglibc malloc tunables: {'set (--tuned-malloc)' if tuned else 'defaults'}.")
+    print("Timings include uint8 → float → uint8 (worker.imaging); targets apply at 1024² on 2 CPU cores.")
 
     def rows(cases: list[Case]) -> list[Row]:
         return [time_case(c, args.size, args.repeat) for c in cases if args.only in c.label]

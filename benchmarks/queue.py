@@ -118,7 +118,7 @@ def bench_scaling(st, n: int) -> dict:
     body = {"image_url": data_uri(1024), "dissolve_image_url": data_uri(64, 1), **ALL_EFFECTS}
     out = {}
     for workers in (1, 2):
-        st.start_workers(workers, DARKROOM_TORCH_THREADS="1", DARKROOM_WORKER_CONCURRENCY="2")
+        st.start_workers(workers, DARKROOM_TORCH_THREADS="1", DARKROOM_WORKER_CONCURRENCY="1")
         submit_many(st.url, body, 2 * workers, threads=4)
         time.sleep(1)
         jobs = st.wait_done(submit_many(st.url, body, n, threads=4))

@@ -180,6 +180,16 @@ def test_cas_matches_reference(shape) -> None:
     assert_close(out, ref)
 
 
+def test_cas_bands_join_seamlessly(monkeypatch) -> None:
+    """CAS runs in bands of rows (cache-sized); force many small bands and compare with the reference."""
+    from worker.effects import sharpen
+
+    monkeypatch.setattr(sharpen, "CAS_BAND_PIXELS", 2 * 23 * 5)  # 5 rows per band for B=2, W=23
+    x = rand_image(20, 23, b=2, seed=11)
+    out = run("sharpen", x, SharpenParams(sharpen_mode="cas", cas_amount=0.5))
+    assert_close(out, cas_reference(np_img(x), 0.5))
+
+
 def kuwahara_quadrants(a: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
     """(colours (4, B, 3, H, W), variances (4, B, H, W)) of the four windows, for (B, 3, H, W) float64,
     in order down-right, up-right, down-left, up-left."""

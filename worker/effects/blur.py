@@ -10,11 +10,11 @@ the image through.
 **kuwahara**: four ``(r+1) x (r+1)`` windows with the pixel at one corner; each gives a box mean of
 RGB, of grey ``g`` and of ``g^2``; ``var = E[g^2] - E[g]^2``; the output is the mean colour of the
 window with the smallest variance (the first on ties, in the order down-right, up-right, down-left,
-up-left: the node's anchors (0,0), (0,r), (r,0), (r,r)). All four windows are the same box filter read
-at four offsets, so one separable box mean over 5 channels serves them all: O(r) per pixel with two
-1-D passes and no (4, H, W, 3) stack. Changed (decisions.md §3): grey is true RGB luma
-0.299/0.587/0.114 (the node applied BGR weights to RGB data), reflect padding, float throughout (no
-uint8 truncation), and batches work (the node crashed on B > 1).
+up-left). All four windows are the same box sum read at four offsets, so one box sum over 5 channels
+(binary doubling, O(log r) per pixel) serves them all; the winner is tracked as an offset per pixel
+and its colour gathered once, with no (4, H, W, 3) stack. Changed (decisions.md §3): grey is true RGB
+luma 0.299/0.587/0.114 (the node applied BGR weights to RGB data), reflect padding, float throughout
+(no uint8 truncation), and batches work (the node crashed on B > 1).
 """
 
 from __future__ import annotations
@@ -55,13 +55,13 @@ def kuwahara(x: torch.Tensor, radius: int) -> torch.Tensor:
     # down-left, up-left. Track the winner's offset per pixel, then gather its colour once.
     (a0, b0), *others = ((r, r), (0, r), (r, 0), (0, 0))
     best_var = var[..., a0 : a0 + h, b0 : b0 + w]
-    offset = torch.full((b, 1, h, w), a0 * row_len + b0, dtype=torch.int64, device=x.device)
+    offset = torch.full((b, 1, h, w), a0 * row_len + b0, dtype=torch.int32, device=x.device)
     for a, c in others:
         v = var[..., a : a + h, c : c + w]
         offset.masked_fill_(v < best_var, a * row_len + c)
         best_var = torch.minimum(best_var, v)  # equal values on ties, so the first window stays
-    rows = torch.arange(h, device=x.device).view(h, 1) * row_len
-    index = offset.add_(rows + torch.arange(w, device=x.device)).view(b, 1, h * w)
+    pixel = torch.arange(h, device=x.device).view(h, 1) * row_len + torch.arange(w, device=x.device)
+    index = offset.add_(pixel.to(torch.int32)).view(b, 1, h * w).long()
     flat = colour.reshape(b, 3, -1)
     out = torch.gather(flat, 2, index.expand(b, 3, h * w)).view(b, 3, h, w)
     return like_input(clamp01_(out.mul_(1.0 / (r + 1) ** 2)), x)

@@ -74,9 +74,12 @@ def smart(x: torch.Tensor, p: BatchParams, use_cv2: bool | None = None) -> torch
     return clamp01_(torch.lerp(blurred, sharp, p.scalar("smart_sharpen_ratio")))
 
 
-def cas(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+CAS_BAND_PIXELS = 1 << 17  # per band (whole batch): its ~10 temporaries stay in cache, ~2x faster
+
+
+def _cas_band(xp: torch.Tensor, x: torch.Tensor, amount: torch.Tensor, out: torch.Tensor) -> None:
+    """CAS on one band of rows: ``xp`` is the band plus one reflected row/column on each side."""
     h, w = x.shape[-2:]
-    xp = pad_reflect(x, 1, 1)
     above, below = xp[..., 0:h, :], xp[..., 2 : h + 2, :]  # rows of a,b,c and g,h,i (padded width)
     left, right = xp[..., 1 : h + 1, 0:w], xp[..., 1 : h + 1, 2 : w + 2]  # d and f
 
@@ -95,7 +98,19 @@ def cas(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
     ring = (above[..., 1 : w + 1] + below[..., 1 : w + 1]).add_(left).add_(right)
     numer = torch.addcmul(x, ring, wgt, out=ring)
     den = torch.mul(wgt, 4.0, out=mx).add_(1.0)
-    return clamp01_(numer.div_(den))
+    torch.div(numer, den, out=out)
+
+
+def cas(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    b, _, h, w = x.shape
+    band = max(4, CAS_BAND_PIXELS // (b * w))
+    xp = pad_reflect(x, 1, 1)
+    out = torch.empty_like(x)
+    for top in range(0, h, band):
+        rows = min(band, h - top)
+        _cas_band(xp[..., top : top + rows + 2, :], x[..., top : top + rows, :], amount,
+                  out[..., top : top + rows, :])
+    return clamp01_(out)
 
 
 @register("sharpen", key_fields=("sharpen_mode", "sharpen_radius", "noise_radius", "preserve_edges"))
