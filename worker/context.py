@@ -17,6 +17,7 @@ from storage.objects import ObjectStore, build_object_store
 from worker.batcher import Batcher
 from worker.health import Heartbeat, JobTracker, OrphanSweeper, Watchdog, worker_id
 from worker.imaging import ImageLimits
+from worker.memory import tune_malloc
 from worker.metrics import serve_metrics
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ def pick_device(name: str) -> torch.device:
 def build_context(settings: Settings) -> WorkerContext:
     from worker.runner import run_batch
 
+    if settings.worker_tune_malloc:
+        tune_malloc()
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     load_plugins(settings)
