@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from darkroom.apps.post_processing import Image as ContractImage
+
 TERMINAL = "COMPLETED"
 REQUEST_ID_HEADER = "x-fal-request-id"
 
@@ -98,13 +100,8 @@ class Status(_Model):
         return self.done and bool(self.error or self.error_type)
 
 
-class Image(_Model):
-    url: str
-    content_type: str | None = None
-    file_name: str | None = None
-    file_size: int | None = None
-    width: int | None = None
-    height: int | None = None
+class Image(_Model, ContractImage):
+    """An output image, as the apps' output contract defines it."""
 
 
 class Result(_Model):
@@ -115,15 +112,8 @@ class Result(_Model):
     request_id: str | None = None
 
 
-class Upload(_Model):
+class Upload(Image):
     """The answer of ``POST /storage/upload``; ``url`` goes into ``image_url``."""
-
-    url: str
-    content_type: str | None = None
-    file_name: str | None = None
-    file_size: int | None = None
-    width: int | None = None
-    height: int | None = None
 
 
 def base_id(app: str) -> str:
