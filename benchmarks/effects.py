@@ -1,7 +1,7 @@
 """Effect timings and memory, printed as a markdown table with each row's target and PASS/MISS.
 
 Every timed case runs what a worker runs for one request: uint8 HWC array -> float tensor
-(``worker.imaging.to_tensor``) -> ``worker.pipeline.run_chain`` -> uint8 arrays
+(``worker.imaging.to_tensor``) -> ``worker.effects.chain.run_chain`` -> uint8 arrays
 (``worker.imaging.from_tensor``). PNG decode/encode (Pillow) and the bare conversions are reported
 apart. Effects not registered yet are skipped with a note, so the script runs on a partial tree.
 
@@ -42,9 +42,9 @@ from PIL import Image  # noqa: E402
 
 from darkroom.apps.params import GROUPS_BY_NAME  # noqa: E402
 from worker.effects import load_all  # noqa: E402
+from worker.effects.chain import run_chain  # noqa: E402
 from worker.effects.registry import EFFECTS  # noqa: E402
 from worker.imaging import DecodedImage, from_tensor, to_tensor  # noqa: E402
-from worker.pipeline import run_chain  # noqa: E402
 
 # "Enabled" settings per effect (effects.md's reference table); everything else at its default.
 ENABLED: dict[str, dict] = {

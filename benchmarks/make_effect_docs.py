@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))  # run as a plain script from a checkout
 from darkroom.apps import POST_PROCESSING  # noqa: E402
 from darkroom.apps.params import EFFECT_GROUPS, EffectGroup  # noqa: E402
 from worker.effects import load_all  # noqa: E402
+from worker.effects.chain import make_generators  # noqa: E402
 from worker.effects.registry import EFFECTS, apply  # noqa: E402
-from worker.pipeline import make_generators  # noqa: E402
 
 log = logging.getLogger("make_effect_docs")
 

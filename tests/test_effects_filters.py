@@ -19,9 +19,9 @@ from darkroom.apps.params import (
     GrainParams,
     SharpenParams,
 )
+from worker.effects.chain import make_generators
 from worker.effects.registry import BatchParams, apply, get_effect
 from worker.effects.sharpen import smart
-from worker.pipeline import make_generators
 
 SHAPES = [(13, 29), (1, 17), (17, 1)]
 ATOL = 1e-4

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from darkroom.apps import params as P
+from worker.effects.chain import make_generators
 from worker.effects.registry import apply
-from worker.pipeline import make_generators
 
 NEUTRAL_TOL = 1 / 255
 REF_TOL = 1e-4

@@ -21,8 +21,8 @@ from pydantic.fields import FieldInfo
 
 from darkroom.apps.params import EFFECT_ORDER, EffectParams
 from worker.effects import load_all
+from worker.effects.chain import make_generators
 from worker.effects.registry import EFFECTS, Effect, apply
-from worker.pipeline import make_generators
 
 settings.register_profile(
     "darkroom-effects",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-_SKIP = {"registry", "common"}
+_SKIP = {"registry", "common", "chain"}  # helpers and the chain runner register nothing
 
 
 def load_all() -> None:

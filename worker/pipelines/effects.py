@@ -9,9 +9,9 @@ from darkroom.apps.post_processing import ImageInputBase
 from darkroom.job import JobRecord
 from worker import imaging
 from worker.context import WorkerContext
+from worker.effects.chain import Chain, chain_key, run_chain
 from worker.fetch import fetch_input
 from worker.outputs import store_image
-from worker.pipeline import Chain, chain_key, run_chain
 from worker.pipelines import Pipeline, Prepared, register_pipeline
 
 

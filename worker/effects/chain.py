@@ -1,4 +1,4 @@
-"""The effects pipeline: run a request's enabled effects, in schema order, on a batch.
+"""The effect chain: run a request's enabled effects, in schema order, on a batch.
 
 Requests can share a batch when they have the same image size and the same chain key (the same
 enabled effects with the same key fields); everything else travels per item.
