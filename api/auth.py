@@ -28,11 +28,12 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
 from darkroom.errors import RateLimited, Unauthorized
+from darkroom.job import JobRecord
 from darkroom.settings import Settings
 from storage.apikeys import ApiKeyStore
 from storage.ratelimit import RateLimiter
 
-from .deps import Services, services
+from .deps import Services, load_job, services
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +164,15 @@ def authenticate(
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]
+
+
+def owned_job(base_id: str):
+    """FastAPI dependency (per app) loading the request the path names, if the caller owns it: the
+    one place that turns someone else's request into a 404."""
+
+    def dependency(
+        request_id: str, svc: Annotated[Services, Depends(services)], caller: CallerDep
+    ) -> JobRecord:
+        return load_job(svc, base_id, request_id, caller.owner)
+
+    return dependency

@@ -15,7 +15,7 @@ from darkroom.job import JobRecord
 from darkroom.outputs import public_result
 from darkroom.status import JobStatus
 
-from ..auth import CallerDep
+from ..auth import CallerDep, owned_job
 from ..deps import Services, load_job, request_urls, services
 from ..errors import error_response
 from ..idempotency import fingerprint, submit_once
@@ -74,9 +74,12 @@ def status_body(svc: Services, job: JobRecord, with_logs: bool) -> dict[str, Any
     return body
 
 
-def fresh_result(svc: Services, result: dict[str, Any]) -> dict[str, Any]:
-    """The stored output with object URLs presigned afresh (keys are kept in the record, not URLs)."""
-    return public_result(result, svc.objects.url)
+def finished_response(svc: Services, job: JobRecord, headers: dict[str, str]) -> JSONResponse:
+    """A completed job's answer: its error body with the error's status, or its output with object
+    URLs presigned afresh (records keep keys, not URLs)."""
+    if job.error:
+        return error_response(job.error["error_type"], job.error["detail"], headers)
+    return JSONResponse(public_result(job.result or {}, svc.objects.url), headers=headers)
 
 
 def submit_options(
@@ -126,29 +129,24 @@ def _submit_route(app_spec: AppSpec):
 def _request_routes(router: APIRouter, base_id: str) -> None:
     prefix = f"/{base_id}/requests/{{request_id}}"
 
+    JobDep = Annotated[JobRecord, Depends(owned_job(base_id))]
+
     @router.get(prefix + "/status", name=f"status {base_id}", tags=[base_id])
     def status(
-        request_id: str,
+        job: JobDep,
         svc: Annotated[Services, Depends(services)],
-        caller: CallerDep,
         logs: Annotated[str | None, Query(description="Include logs: 1|0|true|false")] = None,
     ) -> JSONResponse:
-        job = load_job(svc, base_id, request_id, caller.owner)
         code = 200 if job.status.is_terminal() else 202
         body = status_body(svc, job, parse_flag(logs, "logs"))
         return JSONResponse(body, status_code=code, headers={REQUEST_ID_HEADER: job.id})
 
     @router.get(prefix, name=f"result {base_id}", tags=[base_id])
-    def result(
-        request_id: str, svc: Annotated[Services, Depends(services)], caller: CallerDep
-    ) -> JSONResponse:
-        job = load_job(svc, base_id, request_id, caller.owner)
+    def result(job: JobDep, svc: Annotated[Services, Depends(services)]) -> JSONResponse:
         headers = {REQUEST_ID_HEADER: job.id}
         if not job.status.is_terminal():
             return JSONResponse({"detail": "Request is still in progress"}, status_code=400, headers=headers)
-        if job.error:
-            return error_response(job.error["error_type"], job.error["detail"], headers)
-        return JSONResponse(fresh_result(svc, job.result or {}), headers=headers)
+        return finished_response(svc, job, headers)
 
     @router.put(prefix + "/cancel", name=f"cancel {base_id}", tags=[base_id])
     def cancel(
@@ -167,11 +165,8 @@ def _request_routes(router: APIRouter, base_id: str) -> None:
         return JSONResponse({"status": "CANCELLATION_REQUESTED"}, status_code=202, headers=headers)
 
     @router.delete(prefix, name=f"delete {base_id}", tags=[base_id])
-    def delete(
-        request_id: str, svc: Annotated[Services, Depends(services)], caller: CallerDep
-    ) -> JSONResponse:
+    def delete(job: JobDep, svc: Annotated[Services, Depends(services)]) -> JSONResponse:
         """Extension: remove a finished request's record, logs and objects (400 while unfinished)."""
-        job = load_job(svc, base_id, request_id, caller.owner)
         headers = {REQUEST_ID_HEADER: job.id}
         try:
             removed = delete_request(svc, job)

@@ -22,7 +22,7 @@ from ..errors import error_response
 from ..events import wait_completed
 from ..lifecycle import cancel_request
 from ..submit import submit_job
-from .queue import REQUEST_ID_HEADER, fresh_result, submit_options
+from .queue import REQUEST_ID_HEADER, finished_response, submit_options
 
 
 async def run_to_completion(svc: Services, app_spec: AppSpec, body: Any, **options: Any) -> JobRecord:
@@ -55,9 +55,7 @@ def _run_route(app_spec: AppSpec):
         headers = {REQUEST_ID_HEADER: job.id}
         if not job.status.is_terminal():
             return error_response(RequestTimeout.code, timeout_detail(svc), headers)
-        if job.error:
-            return error_response(job.error["error_type"], job.error["detail"], headers)
-        return JSONResponse(fresh_result(svc, job.result or {}), headers=headers)
+        return finished_response(svc, job, headers)
 
     run.__name__ = "run_" + app_spec.app_id.replace("/", "_").replace("-", "_")
     return run

@@ -5,9 +5,9 @@ with the current status, then one per transition (and, with ``logs=1``, one per 
 lines). Each event's ``logs`` holds only the entries new since the previous event — fal's JS client
 concatenates them, so what it accumulates equals the status endpoint's ``logs``. A comment line
 (``: keep-alive``) goes out every ``sse_keepalive_s``; the stream closes after the COMPLETED event.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations`: FastAPI must see the per-app job dependency itself.
+"""
 
 import json
 from collections.abc import AsyncIterator
@@ -19,8 +19,8 @@ from fastapi.responses import StreamingResponse
 from darkroom.apps import base_app_ids
 from darkroom.job import JobRecord
 
-from ..auth import CallerDep
-from ..deps import Services, load_job, services
+from ..auth import owned_job
+from ..deps import Services, services
 from ..events import subscribe
 from .queue import REQUEST_ID_HEADER, parse_flag, status_body
 
@@ -62,12 +62,10 @@ def _stream_route(router: APIRouter, base_id: str) -> None:
         responses={200: {"content": {"text/event-stream": {}}, "description": "Status events"}},
     )
     async def status_stream(
-        request_id: str,
+        job: Annotated[JobRecord, Depends(owned_job(base_id))],
         svc: Annotated[Services, Depends(services)],
-        caller: CallerDep,
         logs: Annotated[str | None, Query(description="Include logs: 1|0|true|false")] = None,
     ) -> StreamingResponse:
-        job = load_job(svc, base_id, request_id, caller.owner)
         headers = {REQUEST_ID_HEADER: job.id, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         events = status_events(svc, job, parse_flag(logs, "logs"))
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
