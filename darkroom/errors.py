@@ -128,14 +128,3 @@ class ProxyTargetRefused(DarkroomError):
     """The client proxy route was asked for a URL that is not a fal URL Darkroom serves."""
 
     code = "proxy_target_refused"
-
-
-def error_class(code: str) -> type[DarkroomError]:
-    """The class registered for a stable code (InternalError when unknown)."""
-    stack: list[type[DarkroomError]] = [DarkroomError]
-    while stack:
-        cls = stack.pop()
-        if cls.code == code:
-            return cls
-        stack.extend(cls.__subclasses__())
-    return InternalError

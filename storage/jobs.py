@@ -305,9 +305,6 @@ class JobStore:
     def logs(self, request_id: str) -> list[dict]:
         return [json.loads(x) for x in self.r.lrange(keys.job_logs(request_id), 0, -1)]
 
-    def queue_length(self, app_id: str) -> int:
-        return int(self.r.zcard(keys.queued(app_id, "normal")) + self.r.zcard(keys.queued(app_id, "low")))
-
 
 def redis_client(url: str, socket_timeout_s: float) -> redis.Redis:
     return redis.Redis.from_url(

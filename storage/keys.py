@@ -37,8 +37,6 @@ def heartbeat(worker_name: str) -> str:
     return f"{PREFIX}:heartbeat:{worker_name}"
 
 
-HEARTBEAT_PATTERN = f"{PREFIX}:heartbeat:*"
-
 
 def job_webhook(request_id: str) -> str:
     """Hash recording the webhook deliveries of one job (attempts, last outcome, delivered_at)."""

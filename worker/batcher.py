@@ -49,7 +49,6 @@ class Batcher:
         self._groups: dict[Hashable, _Group] = {}
         self._preparing = 0
         self._stopped = False
-        self.batches_run = 0
         self._thread = threading.Thread(target=self._loop, name="darkroom-batcher", daemon=True)
         self._thread.start()
 
@@ -123,7 +122,6 @@ class Batcher:
         with request_context(*ids):
             try:
                 outputs = self.run_batch(items)
-                self.batches_run += 1
             except BaseException as exc:  # noqa: BLE001 - every failure is handed to its futures
                 self._recover(batch, exc)
                 return

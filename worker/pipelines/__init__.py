@@ -54,8 +54,3 @@ def get_pipeline(name: str) -> Pipeline:
     if name not in PIPELINES and name in _MODULES:
         importlib.import_module(_MODULES[name])
     return PIPELINES[name]
-
-
-def add_pipeline_module(name: str, module: str) -> None:
-    """Declare where pipeline ``name`` lives (imported on first use)."""
-    _MODULES[name] = module
