@@ -34,14 +34,12 @@ def fingerprint(app_id: str, body: BaseModel) -> str:
 
 def submit_once(
     svc: Services,
-    key: str | None,
+    key: str,
     body_fingerprint: str,
     submit: Callable[[], dict[str, Any]],
     owner: str = "",
 ) -> dict[str, Any]:
     """``submit()``'s response, or the stored response of the first submit made with ``key``."""
-    if not key:
-        return submit()
     redis_key = keys.idempotency(owner, hashlib.sha256(key.encode()).hexdigest())
     for _ in range(_MAX_CLAIMS):
         claim = json.dumps({"state": _PENDING, "fingerprint": body_fingerprint})

@@ -117,9 +117,11 @@ def _submit_route(app_spec: AppSpec):
                 "queue_position": position,
             }
 
-        content = submit_once(
-            svc, idempotency_key, fingerprint(app_spec.app_id, body), accept, owner=options["owner"]
-        )
+        if idempotency_key:
+            body_fingerprint = fingerprint(app_spec.app_id, body)
+            content = submit_once(svc, idempotency_key, body_fingerprint, accept, owner=options["owner"])
+        else:
+            content = accept()
         return JSONResponse(content, headers={REQUEST_ID_HEADER: content["request_id"]})
 
     submit.__name__ = "submit_" + app_spec.app_id.replace("/", "_").replace("-", "_")
