@@ -14,7 +14,7 @@ from darkroom.broker import make_celery
 from darkroom.models import use_models_config
 from darkroom.plugins import load_plugins
 from darkroom.settings import Settings, get_settings
-from storage.jobs import JobStore, redis_client
+from storage.jobs import JobStore, async_redis_client, redis_client
 from storage.objects import build_object_store
 
 from .auth import Authenticator, authenticate, keys_required
@@ -31,7 +31,8 @@ def build_services(settings: Settings) -> Services:
     if not settings.redis_url:
         raise RuntimeError("DARKROOM_REDIS_URL is not set (or use `darkroom up`, which starts Redis)")
     client = redis_client(settings.redis_url, settings.redis_socket_timeout_s)
-    store = JobStore(client, settings.retention_s, settings.max_queue_length)
+    async_client = async_redis_client(settings.redis_url, settings.redis_socket_timeout_s)
+    store = JobStore(client, settings.retention_s, settings.max_queue_length, async_client)
     events = aioredis.Redis.from_url(
         settings.redis_url, socket_connect_timeout=settings.redis_socket_timeout_s, health_check_interval=10
     )
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info("Darkroom API ready at %s", settings.api_base_url)
         yield
         app.state.services.store.r.close()
+        await app.state.services.store.ar.aclose()
         await app.state.services.events.aclose()
 
     app = FastAPI(

@@ -26,6 +26,7 @@ from typing import Annotated
 import redis
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
+from starlette.concurrency import run_in_threadpool
 
 from darkroom.errors import RateLimited, Unauthorized
 from darkroom.job import JobRecord
@@ -151,14 +152,23 @@ def presented_key(authorization: str | None, x_api_key: str | None) -> str | Non
     return authorization.strip() if authorization else None  # another scheme: a malformed key
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     svc: Annotated[Services, Depends(services)],
     authorization: Annotated[str | None, Security(_AUTHORIZATION)] = None,
     x_api_key: Annotated[str | None, Security(_X_API_KEY)] = None,
 ) -> Caller:
-    """FastAPI dependency: the Caller of this request (401 / 429 raised here, nowhere else)."""
-    caller = svc.auth.caller(presented_key(authorization, x_api_key)) if svc.auth else ANONYMOUS
+    """FastAPI dependency: the Caller of this request (401 / 429 raised here, nowhere else).
+
+    On the event loop; a presented key is checked in the threadpool (key lookup and rate limit are
+    blocking Redis calls), a request without one needs no I/O."""
+    key = presented_key(authorization, x_api_key)
+    if svc.auth is None:
+        caller = ANONYMOUS
+    elif key is None:
+        caller = svc.auth.caller(None)
+    else:
+        caller = await run_in_threadpool(svc.auth.caller, key)
     request.state.caller = caller
     return caller
 

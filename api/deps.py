@@ -29,7 +29,8 @@ class Services:
     auth: Authenticator | None = None  # API keys and rate limits (api.auth); None: everyone is anonymous
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    """FastAPI dependency (async: a plain function would cost a threadpool hop per request)."""
     return request.app.state.services
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -32,33 +32,33 @@ def fingerprint(app_id: str, body: BaseModel) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def submit_once(
+async def submit_once(
     svc: Services,
     key: str,
     body_fingerprint: str,
-    submit: Callable[[], dict[str, Any]],
+    submit: Callable[[], Awaitable[dict[str, Any]]],
     owner: str = "",
 ) -> dict[str, Any]:
     """``submit()``'s response, or the stored response of the first submit made with ``key``."""
     redis_key = keys.idempotency(owner, hashlib.sha256(key.encode()).hexdigest())
     for _ in range(_MAX_CLAIMS):
         claim = json.dumps({"state": _PENDING, "fingerprint": body_fingerprint})
-        if svc.store.r.set(redis_key, claim, nx=True, ex=svc.settings.idempotency_ttl_s):
-            return _submit_claimed(svc, redis_key, body_fingerprint, submit)
-        raw = svc.store.r.get(redis_key)
+        if await svc.store.ar.set(redis_key, claim, nx=True, ex=svc.settings.idempotency_ttl_s):
+            return await _submit_claimed(svc, redis_key, body_fingerprint, submit)
+        raw = await svc.store.ar.get(redis_key)
         if raw is not None:  # else it expired or was released meanwhile: claim again
             return _replay(json.loads(raw), body_fingerprint)
     raise IdempotencyKeyInUse("a request with this Idempotency-Key is being accepted; retry shortly")
 
 
-def _submit_claimed(svc: Services, redis_key: str, body_fingerprint: str, submit: Callable) -> dict:
+async def _submit_claimed(svc: Services, redis_key: str, body_fingerprint: str, submit: Callable) -> dict:
     try:
-        response = submit()
+        response = await submit()
     except BaseException:
-        svc.store.r.delete(redis_key)
+        await svc.store.ar.delete(redis_key)
         raise
     record = {"state": _DONE, "fingerprint": body_fingerprint, "response": response}
-    svc.store.r.set(redis_key, json.dumps(record), xx=True, keepttl=True)
+    await svc.store.ar.set(redis_key, json.dumps(record), xx=True, keepttl=True)
     return response
 
 

@@ -7,10 +7,11 @@ import secrets
 import time
 import uuid
 
+from starlette.concurrency import run_in_threadpool
+
 from darkroom.apps import AppSpec
 from darkroom.apps.post_processing import ImageInputBase
-from darkroom.broker import enqueue
-from darkroom.errors import InvalidInput, ServiceUnavailable
+from darkroom.errors import InvalidInput
 from darkroom.job import JobRecord, Priority, WebhookStyle
 from darkroom.metrics import count_submitted
 from darkroom.netguard import precheck_url
@@ -58,7 +59,7 @@ def _stash_data_uri(svc: Services, request_id: str, field: str, value: str) -> s
     return OBJECT_REF_PREFIX + key
 
 
-def submit_job(
+async def submit_job(
     svc: Services,
     app: AppSpec,
     body: ImageInputBase,
@@ -71,14 +72,20 @@ def submit_job(
     webhook_secret: str = "",
     no_retry: bool = False,
 ) -> tuple[JobRecord, int]:
-    """Store and enqueue one job; returns it with its queue position."""
+    """Store and enqueue one job; returns it with its queue position.
+
+    Runs on the event loop: the record and its broker message go to Redis in one asyncio call, and
+    only inline images (screening, an object-store upload) move to the threadpool."""
     if webhook_url:  # same address rules as input URLs (decisions §16); the worker checks with DNS
         precheck_url(webhook_url, svc.settings, what="webhook URL")
     request_id = str(uuid.uuid4())
     data = body.model_dump(mode="json")
     if data.get("seed") is None:
         data["seed"] = secrets.randbelow(SEED_BOUND)
-    data = stash_inline_inputs(svc, request_id, data)
+    if any(str(data.get(field) or "").startswith("data:") for field in IMAGE_FIELDS):
+        data = await run_in_threadpool(stash_inline_inputs, svc, request_id, data)
+    else:
+        data = stash_inline_inputs(svc, request_id, data)
     now = time.time()
     job = JobRecord(
         id=request_id,
@@ -95,13 +102,7 @@ def submit_job(
         webhook_secret=webhook_secret,
         no_retry=no_retry,
     )
-    position = svc.store.create(job)
-    try:
-        enqueue(svc.celery, request_id, priority)
-    except Exception as exc:  # broker down after the record was written: undo, hand out no id
-        log.warning("enqueue of %s failed: %s", request_id, exc)
-        svc.store.delete(request_id)
-        raise ServiceUnavailable("the queue is unavailable; retry later") from exc
+    position = await svc.store.create_async(job)  # stored and enqueued together, or neither
     log.info("accepted %s for %s at position %d", request_id, app.app_id, position)
     count_submitted(app.app_id)
     return job, position

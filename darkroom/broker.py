@@ -22,6 +22,13 @@ Delivery settings and why:
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import socket
+import uuid
+
+import redis
 from celery import Celery
 
 from darkroom.settings import Settings
@@ -29,6 +36,7 @@ from darkroom.settings import Settings
 RUN_JOB_TASK = "darkroom.run_job"
 EFFECTS_QUEUE = "darkroom"
 PRIORITY = {"normal": 0, "low": 9}  # kombu's Redis transport: lower number is served first
+QUEUE_SEP = ":"  # kombu's Redis transport keeps priority p > 0 of queue q in the list "q:p"
 WEBHOOK_TASK = "darkroom.deliver_webhook"
 WEBHOOK_QUEUE = "darkroom.webhooks"  # its own queue, so deliveries never wait behind effects jobs
 
@@ -52,7 +60,7 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
             "priority_steps": [0, 9],
-            "sep": ":",
+            "sep": QUEUE_SEP,
             "queue_order_strategy": "priority",
             "socket_timeout": settings.redis_socket_timeout_s,
             "socket_connect_timeout": settings.redis_socket_timeout_s,
@@ -68,16 +76,47 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-def enqueue(app: Celery, request_id: str, priority: str) -> None:
-    """Send one job to the workers (raises kombu/redis errors when the broker is down)."""
-    app.send_task(
-        RUN_JOB_TASK,
-        args=[request_id],
-        queue=EFFECTS_QUEUE,
-        priority=PRIORITY[priority],
-        retry=True,
-        retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
-    )
+def queue_key(priority: str) -> str:
+    """The Redis list that kombu's transport consumes for the effects queue at ``priority``."""
+    step = PRIORITY[priority]
+    return f"{EFFECTS_QUEUE}{QUEUE_SEP}{step}" if step else EFFECTS_QUEUE
+
+
+_ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
+_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+def job_message(request_id: str, priority: str) -> str:
+    """The ``darkroom.run_job`` message exactly as Celery's ``send_task`` would push it (task protocol
+    2, kombu's Redis envelope), for the job store to LPUSH onto :func:`queue_key` in the same Lua
+    script that stores the job: the record and its message exist together or not at all, in one
+    round trip. tests/test_broker.py checks it against what Celery itself sends."""
+    task_id = str(uuid.uuid4())
+    args = [request_id]
+    body = json.dumps([args, {}, _EMBED]).encode()
+    headers = {
+        "lang": "py", "task": RUN_JOB_TASK, "id": task_id, "shadow": None, "eta": None,
+        "expires": None, "group": None, "group_index": None, "retries": 0, "timelimit": [None, None],
+        "root_id": task_id, "parent_id": None, "argsrepr": repr(args), "kwargsrepr": "{}",
+        "origin": _ORIGIN, "ignore_result": None, "replaced_task_nesting": 0,
+        "stamped_headers": None, "stamps": {},
+    }
+    properties = {
+        "correlation_id": task_id, "reply_to": None, "delivery_mode": 2,
+        "delivery_info": {"exchange": "", "routing_key": EFFECTS_QUEUE},
+        "priority": PRIORITY[priority], "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
+    }
+    envelope = {
+        "body": base64.b64encode(body).decode(), "content-encoding": "utf-8",
+        "content-type": "application/json", "headers": headers, "properties": properties,
+    }
+    return json.dumps(envelope)
+
+
+def enqueue(client: redis.Redis, request_id: str, priority: str) -> None:
+    """Send one more message for an existing job (orphan sweeps, operator requeues); raises
+    redis errors when the broker is down. New jobs get theirs from ``JobStore.create``."""
+    client.lpush(queue_key(priority), job_message(request_id, priority))
 
 
 def enqueue_webhook(app: Celery, request_id: str) -> None:

@@ -165,8 +165,7 @@ def requeue(request_ids, failed, app, error_type, older_than, limit, dry_run, da
             found = isinstance(job, JobRecord)
             click.echo(f"{_id(job)}  {'would be requeued' if found else 'NOT_FOUND'}")
         return
-    celery = _celery(settings)
-    outcomes = [_requeue_one(store, celery, job) for job in targets]
+    outcomes = [_requeue_one(store, job) for job in targets]
     for job, outcome in zip(targets, outcomes, strict=True):
         click.echo(f"{_id(job)}  {outcome}")
     done = outcomes.count("REQUEUED")
@@ -179,13 +178,7 @@ def _id(job: JobRecord | str) -> str:
     return job.id if isinstance(job, JobRecord) else job
 
 
-def _celery(settings: Settings):
-    from darkroom.broker import make_celery
-
-    return make_celery(settings)
-
-
-def _requeue_one(store: JobStore, celery, job: JobRecord | str) -> str:
+def _requeue_one(store: JobStore, job: JobRecord | str) -> str:
     """REQUEUED, or why not (NOT_FOUND, NOT_FINISHED, SUCCEEDED, ENQUEUE_FAILED)."""
     from darkroom.broker import enqueue
 
@@ -196,7 +189,7 @@ def _requeue_one(store: JobStore, celery, job: JobRecord | str) -> str:
         return outcome
     store.add_log(job.id, "requeued by an operator (darkroom jobs requeue)")
     try:
-        enqueue(celery, job.id, job.priority)
+        enqueue(store.r, job.id, job.priority)
     except Exception as exc:  # the broker is down: put the job back as it was, failed
         error = job.error or {}
         store.fail(job, error.get("error_type", "internal_error"), error.get("detail", ""), job.metrics)

@@ -14,30 +14,36 @@ import time
 from dataclasses import dataclass
 
 import redis
+import redis.asyncio as aioredis
 
+from darkroom import broker
 from darkroom.errors import QueueFull, ServiceUnavailable
 from darkroom.job import JobRecord, LogEntry
 from storage import keys
 
 log = logging.getLogger(__name__)
 
-# KEYS: job, queued(normal), queued(low), seq, index   ARGV: ttl, max_len, priority, created, fields...
+# KEYS: job, queued(normal), queued(low), seq, index, broker queue
+# ARGV: ttl, max_len, priority, created, id, broker message ('' for none), fields...
+# The job's broker message is pushed in the same script: a job is stored and enqueued, or neither.
 _CREATE = """
 local max_len = tonumber(ARGV[2])
 if max_len > 0 and (redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3])) >= max_len then
   return -1
 end
+local id = ARGV[5]
 local seq = redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[1], 'seq', seq, unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], 'seq', seq, 'id', id, unpack(ARGV, 7))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 local mine = KEYS[2]
 if ARGV[3] == 'low' then mine = KEYS[3] end
-redis.call('ZADD', mine, seq, ARGV[5 + 1])
-redis.call('ZADD', KEYS[5], ARGV[4], ARGV[5 + 1])
+redis.call('ZADD', mine, seq, id)
+redis.call('ZADD', KEYS[5], ARGV[4], id)
+if ARGV[6] ~= '' then redis.call('LPUSH', KEYS[6], ARGV[6]) end
 if ARGV[3] == 'low' then
-  return redis.call('ZCARD', KEYS[2]) + redis.call('ZRANK', KEYS[3], ARGV[5 + 1])
+  return redis.call('ZCARD', KEYS[2]) + redis.call('ZRANK', KEYS[3], id)
 end
-return redis.call('ZRANK', KEYS[2], ARGV[5 + 1])
+return redis.call('ZRANK', KEYS[2], id)
 """
 
 # KEYS: job, queued(normal), queued(low), events, lease, running   ARGV: now, id, worker, lease ttl ms
@@ -150,11 +156,16 @@ class StartResult:
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, retention_s: int, max_queue_length: int = 0) -> None:
+    def __init__(
+        self, client: redis.Redis, retention_s: int, max_queue_length: int = 0,
+        async_client: aioredis.Redis | None = None,
+    ) -> None:
         self.r = client
+        self.ar = async_client
         self.retention_s = retention_s
         self.max_queue_length = max_queue_length
         self._create = client.register_script(_CREATE)
+        self._create_async = async_client.register_script(_CREATE) if async_client is not None else None
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
         self._cancel = client.register_script(_CANCEL)
@@ -168,24 +179,42 @@ class JobStore:
     def _keys(self, job: JobRecord) -> list[str]:
         return [keys.job(job.id), *self._queues(job), keys.job_events(job.id)]
 
-    def create(self, job: JobRecord) -> int:
-        """Store a new IN_QUEUE job; returns its queue position. Raises QueueFull past the cap."""
+    def _create_call(self, job: JobRecord, enqueue: bool) -> tuple[list[str], list]:
         fields = job.to_hash()
         fields.pop("seq", None)
-        flat = ["id", job.id]
-        for k, v in fields.items():
-            if k != "id":
-                flat += [k, v]
-        try:
-            pos = self._create(
-                keys=[keys.job(job.id), *self._queues(job), keys.SEQUENCE, keys.JOBS_INDEX],
-                args=[self.retention_s, self.max_queue_length, job.priority, job.created_at, *flat],
-            )
-        except redis.RedisError as exc:
-            raise ServiceUnavailable(f"job store unavailable: {exc}") from exc
+        fields.pop("id", None)
+        flat = [item for pair in fields.items() for item in pair]
+        message = broker.job_message(job.id, job.priority) if enqueue else ""
+        script_keys = [keys.job(job.id), *self._queues(job), keys.SEQUENCE, keys.JOBS_INDEX,
+                       broker.queue_key(job.priority)]
+        args = [self.retention_s, self.max_queue_length, job.priority, job.created_at, job.id, message]
+        return script_keys, args + flat
+
+    def _created(self, job: JobRecord, pos: int) -> int:
         if pos == -1:
             raise QueueFull(f"the queue for {job.app_id} is full ({self.max_queue_length} jobs); retry later")
         return int(pos)
+
+    def create(self, job: JobRecord, enqueue: bool = False) -> int:
+        """Store a new IN_QUEUE job (and, with ``enqueue``, its broker message in the same step);
+        returns its queue position. Raises QueueFull past the cap, ServiceUnavailable without Redis."""
+        script_keys, args = self._create_call(job, enqueue)
+        try:
+            pos = self._create(keys=script_keys, args=args)
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"job store unavailable: {exc}") from exc
+        return self._created(job, pos)
+
+    async def create_async(self, job: JobRecord) -> int:
+        """:meth:`create` with ``enqueue`` over the asyncio client (the API's submit path)."""
+        if self._create_async is None:
+            raise RuntimeError("this JobStore was built without an asyncio client")
+        script_keys, args = self._create_call(job, enqueue=True)
+        try:
+            pos = await self._create_async(keys=script_keys, args=args)
+        except redis.RedisError as exc:
+            raise ServiceUnavailable(f"job store unavailable: {exc}") from exc
+        return self._created(job, pos)
 
     def delete(self, request_id: str) -> None:
         self.r.delete(keys.job(request_id), keys.job_logs(request_id))
@@ -308,6 +337,16 @@ class JobStore:
 
 def redis_client(url: str, socket_timeout_s: float) -> redis.Redis:
     return redis.Redis.from_url(
+        url,
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=socket_timeout_s,
+        health_check_interval=10,
+    )
+
+
+def async_redis_client(url: str, socket_timeout_s: float) -> aioredis.Redis:
+    """The asyncio twin of :func:`redis_client` (same timeouts), for the API's event loop."""
+    return aioredis.Redis.from_url(
         url,
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=socket_timeout_s,

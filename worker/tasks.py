@@ -32,7 +32,8 @@ def context() -> WorkerContext:
 
 @worker_ready.connect
 def _on_ready(**_: object) -> None:
-    context().start_background(resend=lambda request_id, priority: enqueue(app, request_id, priority))
+    ctx = context()
+    ctx.start_background(resend=lambda request_id, priority: enqueue(ctx.store.r, request_id, priority))
 
 
 @worker_shutdown.connect

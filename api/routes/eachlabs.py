@@ -100,7 +100,7 @@ async def create_prediction(req: PredictionRequest, svc: SvcDep, caller: CallerD
     """Create a prediction (asynchronous): answers with its id at once."""
     app, body = validated(req)
     try:
-        job, _ = submit_job(svc, app, body, owner=caller.owner, **submit_options(req))
+        job, _ = await submit_job(svc, app, body, owner=caller.owner, **submit_options(req))
     except InvalidInput as exc:
         raise InvalidInput(f"{INVALID}: {exc.detail}") from exc
     reply = {"status": "success", "message": "Prediction created successfully", "predictionID": job.id}

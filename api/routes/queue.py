@@ -82,7 +82,7 @@ def finished_response(svc: Services, job: JobRecord, headers: dict[str, str]) ->
     return JSONResponse(public_result(job.result or {}, svc.objects.url), headers=headers)
 
 
-def submit_options(
+async def submit_options(
     caller: CallerDep,
     x_fal_queue_priority: Annotated[str | None, Header()] = None,
     x_fal_request_timeout: Annotated[str | None, Header()] = None,
@@ -100,15 +100,15 @@ def submit_options(
 def _submit_route(app_spec: AppSpec):
     model = app_spec.input_model
 
-    def submit(
+    async def submit(
         body: model,  # type: ignore[valid-type]
         svc: Annotated[Services, Depends(services)],
         options: Annotated[dict[str, Any], Depends(submit_options)],
         fal_webhook: Annotated[str | None, Query(description="URL to POST the result to")] = None,
         idempotency_key: Annotated[str | None, Header(description="Same key and body: same request")] = None,
     ) -> JSONResponse:
-        def accept() -> dict[str, Any]:
-            job, position = submit_job(svc, app_spec, body, webhook_url=fal_webhook or "", **options)
+        async def accept() -> dict[str, Any]:
+            job, position = await submit_job(svc, app_spec, body, webhook_url=fal_webhook or "", **options)
             return {
                 "status": JobStatus.IN_QUEUE.value,
                 "request_id": job.id,
@@ -119,9 +119,10 @@ def _submit_route(app_spec: AppSpec):
 
         if idempotency_key:
             body_fingerprint = fingerprint(app_spec.app_id, body)
-            content = submit_once(svc, idempotency_key, body_fingerprint, accept, owner=options["owner"])
+            owner = options["owner"]
+            content = await submit_once(svc, idempotency_key, body_fingerprint, accept, owner=owner)
         else:
-            content = accept()
+            content = await accept()
         return JSONResponse(content, headers={REQUEST_ID_HEADER: content["request_id"]})
 
     submit.__name__ = "submit_" + app_spec.app_id.replace("/", "_").replace("-", "_")

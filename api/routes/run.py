@@ -28,7 +28,7 @@ from .queue import REQUEST_ID_HEADER, finished_response, submit_options
 async def run_to_completion(svc: Services, app_spec: AppSpec, body: Any, **options: Any) -> JobRecord:
     """Submit a job and wait for it. Returns it COMPLETED or, when ``sync_run_timeout_s`` passed
     first, as it stood (not terminal) after cancelling it."""
-    job, _ = submit_job(svc, app_spec, body, **options)
+    job, _ = await submit_job(svc, app_spec, body, **options)
     done = await wait_completed(svc, job.id, svc.settings.sync_run_timeout_s)
     if done is None:
         raise NotFound(f"Request {job.id} disappeared before it completed")
