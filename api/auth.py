@@ -154,7 +154,6 @@ def presented_key(authorization: str | None, x_api_key: str | None) -> str | Non
 
 async def authenticate(
     request: Request,
-    svc: Annotated[Services, Depends(services)],
     authorization: Annotated[str | None, Security(_AUTHORIZATION)] = None,
     x_api_key: Annotated[str | None, Security(_X_API_KEY)] = None,
 ) -> Caller:
@@ -162,6 +161,7 @@ async def authenticate(
 
     On the event loop; a presented key is checked in the threadpool (key lookup and rate limit are
     blocking Redis calls), a request without one needs no I/O."""
+    svc: Services = request.app.state.services  # not Depends(services): a node less on every request
     key = presented_key(authorization, x_api_key)
     if svc.auth is None:
         caller = ANONYMOUS
@@ -174,6 +174,15 @@ async def authenticate(
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]
+
+
+def caller_of(request: Request) -> Caller:
+    """The Caller that the router-level ``authenticate`` dependency recorded for this request (for
+    hot routes that skip a second CallerDep node); refuses a route that was mounted without it."""
+    caller = getattr(request.state, "caller", None)
+    if not isinstance(caller, Caller):
+        raise RuntimeError("route mounted without the authenticate dependency")
+    return caller
 
 
 def owned_job(base_id: str):

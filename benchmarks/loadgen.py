@@ -46,9 +46,9 @@ async def read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def client(host: str, port: int, request: bytes, due: list[float], lat: list[float],
-                 errors: list[int]) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
+async def client(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], request: bytes,
+                 due: list[float], lat: list[float], errors: list[int]) -> None:
+    reader, writer = conn
     try:
         for t_due in due:
             now = time.perf_counter()
@@ -73,6 +73,7 @@ async def run(url: str, body: bytes, n: int, clients: int, rate: float) -> dict:
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     request = build_request(f"{host}:{port}", parts.path or "/", body)
     per_client = n // clients
+    conns = [await asyncio.open_connection(host, port) for _ in range(clients)]  # before the clock
     t0 = time.perf_counter() + 0.05
     schedules = []
     for c in range(clients):
@@ -84,7 +85,8 @@ async def run(url: str, body: bytes, n: int, clients: int, rate: float) -> dict:
     lat: list[float] = []
     errors: list[int] = []
     started = time.perf_counter()
-    await asyncio.gather(*(client(host, port, request, s, lat, errors) for s in schedules))
+    pairs = zip(conns, schedules, strict=True)
+    await asyncio.gather(*(client(conn, request, s, lat, errors) for conn, s in pairs))
     seconds = time.perf_counter() - started
     lat.sort()
     return {

@@ -128,34 +128,29 @@ def bench_scaling(st, n: int) -> dict:
     return out
 
 
-LOADGEN = r"""
-import asyncio, json, sys, time
-import httpx
-base, n, conc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-body = {"image_url": "https://images.example.com/photo.png", "enable_solarize": True}
-lat = []
-async def client(count):
-    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
-        for _ in range(count):
-            t = time.perf_counter()
-            r = await c.post("/fal-ai/post-processing", json=body)
-            lat.append(time.perf_counter() - t)
-            assert r.status_code == 200, r.text
-async def main():
-    t0 = time.perf_counter()
-    await asyncio.gather(*(client(n // conc) for _ in range(conc)))
-    print(json.dumps({"n": len(lat), "s": time.perf_counter() - t0, "lat": sorted(lat)}))
-asyncio.run(main())
-"""
+API_BODY = json.dumps({"image_url": "https://images.example.com/photo.png", "enable_solarize": True})
+
+
+def loadgen(st, n: int, clients: int, rate: float = 0.0) -> dict:
+    """benchmarks/loadgen.py in its own process (a raw-socket client, light enough to leave the
+    API most of the CPU on 2 cores)."""
+    cmd = [sys.executable, str(_HERE / "loadgen.py"), f"{st.url}/{APP}", "--body", API_BODY,
+           "-n", str(n), "--clients", str(clients), "--rate", str(rate)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    res = json.loads(out.stdout)
+    if res["errors"]:
+        raise RuntimeError(f"{res['errors']} submits were refused")
+    return res
 
 
 def bench_api(st, n: int, concurrency: int = 50) -> dict:
-    subprocess.run([sys.executable, "-c", LOADGEN, st.url, "200", "10"], check=True, capture_output=True)
-    out = subprocess.run([sys.executable, "-c", LOADGEN, st.url, str(n), str(concurrency)],
-                         check=True, capture_output=True, text=True)
-    res = json.loads(out.stdout)
-    lat = res["lat"]
-    return {"submits_s": res["n"] / res["s"], "p50_ms": pct(lat, 0.5) * 1000, "p99_ms": pct(lat, 0.99) * 1000}
+    """Closed loop (50 clients as fast as answers come: the most the process sustains; latency there
+    is Little's law, 50 / rate) and open loop (800 submits/s due, spread over 50 clients: the
+    latency at the target rate, counted from when each request was due)."""
+    loadgen(st, 1000, 10)  # warm up
+    closed = loadgen(st, n, concurrency)
+    opened = loadgen(st, n, concurrency, rate=800)
+    return {"closed": closed, "open": opened}
 
 
 def moto_server() -> tuple[subprocess.Popen, str]:
@@ -229,10 +224,15 @@ def main() -> None:
         with stack() as st:
             st.start_api()
             log.info("API submits ...")
-            r = bench_api(st, int(5000 * k))
-        rows.append(row("API submits/s, 50 clients", f"{r['submits_s']:.0f}", "≥ 800", r["submits_s"] >= 800))
-        rows.append(row("API submit p50 / p99 ms", f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}", "p99 ≤ 25",
-                        r["p99_ms"] <= 25))
+            r = bench_api(st, int(8000 * k))
+        c, o = r["closed"], r["open"]
+        rows.append(row("API submits/s, 50 clients, closed loop", f"{c['rate']:.0f}", "≥ 800",
+                        c["rate"] >= 800))
+        rows.append(row("  closed loop p50 / p99 ms", f"{c['p50_ms']:.1f} / {c['p99_ms']:.1f}",
+                        "(report)", True))
+        rows.append(row("API at 800/s due, 50 clients: achieved/s, p50 / p99 ms",
+                        f"{o['rate']:.0f}, {o['p50_ms']:.1f} / {o['p99_ms']:.1f}", "p99 ≤ 25",
+                        o["p99_ms"] <= 25 and o["rate"] >= 780))
     print("\n".join(rows))
 
 
