@@ -341,20 +341,15 @@ class JobStore:
         return [json.loads(x) for x in self.r.lrange(keys.job_logs(request_id), 0, -1)]
 
 
+def _client_options(socket_timeout_s: float) -> dict:
+    return {"socket_timeout": socket_timeout_s, "socket_connect_timeout": socket_timeout_s,
+            "health_check_interval": 10}
+
+
 def redis_client(url: str, socket_timeout_s: float) -> redis.Redis:
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=socket_timeout_s,
-        socket_connect_timeout=socket_timeout_s,
-        health_check_interval=10,
-    )
+    return redis.Redis.from_url(url, **_client_options(socket_timeout_s))
 
 
 def async_redis_client(url: str, socket_timeout_s: float) -> aioredis.Redis:
     """The asyncio twin of :func:`redis_client` (same timeouts), for the API's event loop."""
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=socket_timeout_s,
-        socket_connect_timeout=socket_timeout_s,
-        health_check_interval=10,
-    )
+    return aioredis.Redis.from_url(url, **_client_options(socket_timeout_s))
