@@ -16,6 +16,8 @@ Delivery settings and why:
   messages every ``broker_restore_interval_s``.
 - ``worker_soft_shutdown_timeout``: on SIGTERM running jobs get ``shutdown_grace_s`` to finish;
   then the worker stops and its unacked messages go back to the queue.
+- ``broker_transport``: kombu's Redis transport, with one client per channel instead of a new one
+  per step (darkroom/redis_transport.py).
 - Time limits: Celery's thread pool cannot enforce them, so the runner checks the soft limit at every
   step boundary and a watchdog ends the process past the hard limit (worker/health.py).
 """
@@ -37,6 +39,7 @@ RUN_JOB_TASK = "darkroom.run_job"
 EFFECTS_QUEUE = "darkroom"
 PRIORITY = {"normal": 0, "low": 9}  # kombu's Redis transport: lower number is served first
 QUEUE_SEP = ":"  # kombu's Redis transport keeps priority p > 0 of queue q in the list "q:p"
+TRANSPORT = "darkroom.redis_transport:Transport"  # kombu's Redis transport, reusing its clients
 WEBHOOK_TASK = "darkroom.deliver_webhook"
 WEBHOOK_QUEUE = "darkroom.webhooks"  # its own queue, so deliveries never wait behind effects jobs
 
@@ -44,6 +47,7 @@ WEBHOOK_QUEUE = "darkroom.webhooks"  # its own queue, so deliveries never wait b
 def make_celery(settings: Settings) -> Celery:
     app = Celery("darkroom", broker=settings.redis_url, backend=None)
     app.conf.update(
+        broker_transport=TRANSPORT,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=False,

@@ -52,7 +52,8 @@ end
 return redis.call('ZRANK', KEYS[2], id)
 """
 
-# KEYS: job, queued(normal), queued(low), events, lease, running   ARGV: now, id, worker, lease ttl ms
+# KEYS: job, queued(normal), queued(low), events, lease, running, logs
+# ARGV: now, id, worker, lease ttl ms, log entry (JSON with a %d for the attempt number), logs ttl
 # -> {outcome, attempts, crashes}; outcome:
 #   missing | completed   nothing to do
 #   started               first start (IN_QUEUE -> IN_PROGRESS)
@@ -85,21 +86,31 @@ if outcome == 'started' then
   redis.call('HSET', KEYS[1], 'status', 'IN_PROGRESS', 'started_at', ARGV[1])
   redis.call('PUBLISH', KEYS[4], 'IN_PROGRESS')
 end
+redis.call('RPUSH', KEYS[7], string.format(ARGV[5], attempts))
+redis.call('EXPIRE', KEYS[7], ARGV[6])
+redis.call('PUBLISH', KEYS[4], 'LOG')
 return {outcome, attempts, tonumber(redis.call('HGET', KEYS[1], 'crashes') or '0')}
 """
 
-# KEYS: job, queued(normal), queued(low), events, running   ARGV: now, ttl, id, field, json, metrics
+# KEYS: job, queued(normal), queued(low), events, running, logs, lease
+# ARGV: now, ttl, id, field, json, metrics, log entry ('' for none), worker ('': keep the lease)
+# -> {1, started_at} for the first completion, {0, false} when the job was done (or gone) already.
+# The worker's lease goes in the same step (when it holds it), and the log entry is in the list
+# before COMPLETED is published, so a stream that stops at COMPLETED has read it.
 _FINISH = """
 redis.call('ZREM', KEYS[5], ARGV[3])
+if ARGV[8] ~= '' and redis.call('GET', KEYS[7]) == ARGV[8] then redis.call('DEL', KEYS[7]) end
 local status = redis.call('HGET', KEYS[1], 'status')
-if (not status) or status == 'COMPLETED' then return 0 end
+if (not status) or status == 'COMPLETED' then return {0, false} end
+if ARGV[7] ~= '' then redis.call('RPUSH', KEYS[6], ARGV[7]) end
 redis.call('HSET', KEYS[1], 'status', 'COMPLETED', 'completed_at', ARGV[1],
   ARGV[4], ARGV[5], 'metrics', ARGV[6])
 redis.call('ZREM', KEYS[2], ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[6], ARGV[2])
 redis.call('PUBLISH', KEYS[4], 'COMPLETED')
-return 1
+return {1, redis.call('HGET', KEYS[1], 'started_at')}
 """
 
 # KEYS: job, queued(normal), queued(low), events   ARGV: now, ttl, id, error json
@@ -152,6 +163,15 @@ return 0
 """
 
 CANCELLED_DETAIL = "The request was cancelled"
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What a completion attempt did: ``won`` is True only for the first completion of a job."""
+
+    won: bool
+    started_at: float | None = None  # of the job's first attempt (when won)
+    completed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -242,9 +262,11 @@ class JobStore:
         return int(rank)
 
     def start(self, job: JobRecord, worker: str = "", lease_ttl_s: float = 15.0) -> StartResult:
-        """Begin an attempt of ``job`` on ``worker`` and take its lease (see _START)."""
-        args = [time.time(), job.id, worker, int(lease_ttl_s * 1000)]
-        script_keys = [*self._keys(job), keys.job_lease(job.id), keys.RUNNING]
+        """Begin an attempt of ``job`` on ``worker`` and take its lease (see _START); a started attempt
+        is logged ("attempt N started") in the same step."""
+        entry = LogEntry.now("attempt %d started").model_dump_json()
+        args = [time.time(), job.id, worker, int(lease_ttl_s * 1000), entry, self.retention_s]
+        script_keys = [*self._keys(job), keys.job_lease(job.id), keys.RUNNING, keys.job_logs(job.id)]
         outcome, attempts, crashes = self._start(keys=script_keys, args=args)
         return StartResult(outcome.decode(), int(attempts), int(crashes))
 
@@ -290,22 +312,27 @@ class JobStore:
     def heartbeat(self, worker: str, ttl_s: float) -> None:
         self.r.set(keys.heartbeat(worker), str(time.time()), px=int(ttl_s * 1000))
 
-    def _finish_with(self, job: JobRecord, field: str, value: dict, metrics: dict) -> bool:
-        done = self._finish(
-            keys=[*self._keys(job), keys.RUNNING],
-            args=[time.time(), self.retention_s, job.id, field, json.dumps(value), json.dumps(metrics)],
+    def _finish_with(self, job: JobRecord, field: str, value: dict, metrics: dict, log: LogEntry | None,
+                     worker: str) -> Finished:
+        now = time.time()
+        won, started_at = self._finish(
+            keys=[*self._keys(job), keys.RUNNING, keys.job_logs(job.id), keys.job_lease(job.id)],
+            args=[now, self.retention_s, job.id, field, json.dumps(value), json.dumps(metrics),
+                  log.model_dump_json() if log else "", worker],
         )
-        if done:
-            self.r.expire(keys.job_logs(job.id), self.retention_s)
-        return bool(done)
+        return Finished(bool(won), float(started_at) if started_at else None, now)
 
-    def complete(self, job: JobRecord, result: dict, metrics: dict) -> bool:
-        """Mark COMPLETED with a result; True only for the first completion."""
-        return self._finish_with(job, "result", result, metrics)
+    def complete(self, job: JobRecord, result: dict, metrics: dict, log: LogEntry | None = None,
+                 worker: str = "") -> Finished:
+        """Mark COMPLETED with a result (appending ``log``, dropping ``worker``'s lease); ``won`` only
+        for the first completion."""
+        return self._finish_with(job, "result", result, metrics, log, worker)
 
-    def fail(self, job: JobRecord, error_type: str, detail: str, metrics: dict | None = None) -> bool:
-        """Mark COMPLETED with an error; True only for the first completion."""
-        return self._finish_with(job, "error", {"error_type": error_type, "detail": detail}, metrics or {})
+    def fail(self, job: JobRecord, error_type: str, detail: str, metrics: dict | None = None,
+             log: LogEntry | None = None, worker: str = "") -> Finished:
+        """Mark COMPLETED with an error; ``won`` only for the first completion."""
+        error = {"error_type": error_type, "detail": detail}
+        return self._finish_with(job, "error", error, metrics or {}, log, worker)
 
     def cancel(self, job: JobRecord) -> str:
         """Cancel a job: a queued one completes as cancelled at once, a running one is flagged."""

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from darkroom.job import JobRecord
+from darkroom.job import JobRecord, LogEntry
+from storage import keys
 from storage.jobs import JobStore
 from tests.conftest import ROOT, make_settings
 from tests.images import gradient, png_data_uri
@@ -58,7 +59,7 @@ def test_queue_positions_count_down(paused):
     assert seen == [2, 1, 0]
     running = client.get(subs[-1]["status_url"], params={"logs": "true"}).json()
     assert running["status"] == "IN_PROGRESS" and "queue_position" not in running
-    assert running["logs"] == []
+    assert [entry["message"] for entry in running["logs"]] == ["attempt 1 started"]  # logged by start
 
 
 def test_low_priority_waits_behind_normal(paused):
@@ -122,9 +123,9 @@ def test_only_first_completion_wins(paused):
     store.release(job.id, "w1")  # as if w1's lease expired: the next delivery is a crash
     restarted = store.start(job, "w2")
     assert (restarted.outcome, restarted.crashes) == ("crashed", 1)
-    assert store.complete(job, {"images": []}, {"inference_time": 0.1}) is True
-    assert store.complete(job, {"images": ["late"]}, {}) is False
-    assert store.fail(job, "internal_error", "late") is False
+    assert store.complete(job, {"images": []}, {"inference_time": 0.1}).won is True
+    assert store.complete(job, {"images": ["late"]}, {}).won is False
+    assert store.fail(job, "internal_error", "late").won is False
     assert store.start(job).outcome == "completed"
     final = store.get(job.id)
     assert final.result == {"images": []} and final.error is None and final.attempts == 2
@@ -170,3 +171,17 @@ def test_orphan_sweeper_resends_an_unsent_job_once(paused):
     time.sleep(0.3)
     sweeper.sweep()
     assert (job.id, "normal") not in sent  # its lease is held
+
+
+def test_completion_logs_and_releases_the_lease_in_one_step(paused):
+    client, _ = paused
+    store = store_of(client)
+    job = store.get(submit(client)["request_id"])
+    assert store.start(job, "w1").outcome == "started"
+    assert store.r.get(keys.job_lease(job.id)) == b"w1"
+    done = store.complete(job, {"images": []}, {}, LogEntry.now("completed in 1.0 ms"), worker="w1")
+    assert done.won and done.started_at and done.completed_at >= done.started_at
+    assert not store.r.exists(keys.job_lease(job.id))
+    assert [e["message"] for e in store.logs(job.id)] == ["attempt 1 started", "completed in 1.0 ms"]
+    late = store.complete(job, {"images": ["late"]}, {}, LogEntry.now("never"), worker="w1")
+    assert not late.won and [e["message"] for e in store.logs(job.id)][-1] == "completed in 1.0 ms"

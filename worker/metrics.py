@@ -101,17 +101,14 @@ def job_started(job: JobRecord, outcome: str) -> None:
         log.debug("metrics: job_started failed", exc_info=True)
 
 
-def job_completed(store, request_id: str) -> None:
+def job_completed(job: JobRecord, error: dict | None, finished) -> None:
     """Once per completed job (after the transition won): outcome counter and processing time, from
-    the record as stored (its error_type, started_at and completed_at)."""
+    ``finished`` (what the completing step returned: the first start and the completion time)."""
     try:
-        job = store.get(request_id)
-        if job is None:
-            return
-        count_completed(job.app_id, job.error)
-        if job.started_at and job.completed_at:
-            spent = max(0.0, job.completed_at - job.started_at)
-            PROCESSING_SECONDS.labels(job.app_id, outcome_of(job.error)[0]).observe(spent)
+        count_completed(job.app_id, error)
+        if finished.started_at and finished.completed_at:
+            spent = max(0.0, finished.completed_at - finished.started_at)
+            PROCESSING_SECONDS.labels(job.app_id, outcome_of(error)[0]).observe(spent)
     except Exception:  # noqa: BLE001 - metrics never fail a job
         log.debug("metrics: job_completed failed", exc_info=True)
 

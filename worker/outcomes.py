@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from darkroom.errors import DarkroomError, InternalError
-from darkroom.job import JobRecord
+from darkroom.job import JobRecord, LogEntry
+from storage.jobs import Finished
 from worker.context import WorkerContext
 from worker.metrics import job_completed
 
@@ -33,27 +34,29 @@ def record_failure(ctx: WorkerContext, job: JobRecord) -> Iterator[None]:
         fail_job(ctx, job, err.code, err.detail)
 
 
-def complete_job(ctx: WorkerContext, job: JobRecord, result: dict, metrics: dict) -> bool:
-    """Record a success; True only for the first completion (the one that may notify)."""
-    won = ctx.store.complete(job, result, metrics)
-    if won:
-        after_completion(ctx, job)
-    return won
+def complete_job(ctx: WorkerContext, job: JobRecord, result: dict, metrics: dict,
+                 log_entry: LogEntry | None = None) -> bool:
+    """Record a success (with ``log_entry``, releasing this worker's lease); True only for the first
+    completion (the one that may notify)."""
+    finished = ctx.store.complete(job, result, metrics, log_entry, ctx.worker_id)
+    if finished.won:
+        after_completion(ctx, job, None, finished)
+    return finished.won
 
 
 def fail_job(ctx: WorkerContext, job: JobRecord, code: str, detail: str, metrics: dict | None = None) -> bool:
     """Record a failure; True only for the first completion."""
-    won = ctx.store.fail(job, code, detail, metrics)
-    if won:
-        after_completion(ctx, job)
-    return won
+    finished = ctx.store.fail(job, code, detail, metrics, worker=ctx.worker_id)
+    if finished.won:
+        after_completion(ctx, job, {"error_type": code, "detail": detail}, finished)
+    return finished.won
 
 
-def after_completion(ctx: WorkerContext, job: JobRecord) -> None:
+def after_completion(ctx: WorkerContext, job: JobRecord, error: dict | None, finished: Finished) -> None:
     """Runs once per job, after the transition to COMPLETED won: hands its webhook (if any) to the
     webhook queue. Delivery is a separate task, so it adds no latency here and never changes the job."""
     log.debug("job %s completed", job.id)
-    job_completed(ctx.store, job.id)
+    job_completed(job, error, finished)
     if job.webhook_url:
         dispatch_webhook(job.id)
 

@@ -13,7 +13,7 @@ import torch
 
 from darkroom.apps import APPS
 from darkroom.errors import InvalidInput, RequestCancelled, RequestTimeout, WorkerCrash
-from darkroom.job import JobRecord
+from darkroom.job import JobRecord, LogEntry
 from darkroom.logs import request_context
 from worker.context import WorkerContext
 from worker.metrics import batch_ran, job_started
@@ -52,7 +52,6 @@ def begin(ctx: WorkerContext, request_id: str) -> JobRecord | None:
         detail = "The request was not started before its X-Fal-Request-Timeout"
         fail_job(ctx, job, RequestTimeout.code, detail)
         return None
-    ctx.store.add_log(job.id, f"attempt {started.attempts} started")
     return job
 
 
@@ -101,10 +100,8 @@ def finish(ctx: WorkerContext, p: Prepared, output) -> bool:
         **p.timings,
         "batch_sizes": p.batch_sizes,
     }
-    won = complete_job(ctx, p.job, result, metrics)
-    if won:
-        ctx.store.add_log(p.job.id, f"completed in {metrics['inference_time'] * 1000:.1f} ms")
-    return won
+    done = LogEntry.now(f"completed in {metrics['inference_time'] * 1000:.1f} ms")
+    return complete_job(ctx, p.job, result, metrics, done)
 
 
 def run_job(ctx: WorkerContext, request_id: str) -> None:
@@ -130,9 +127,18 @@ def _run_job(ctx: WorkerContext, request_id: str) -> None:
             rgb = ctx.batcher.submit(prepared.batch_key, prepared).result()
             with ctx.tracker.track(job.id):
                 finish(ctx, prepared, rgb)
+        # Here the job completed (or failed for good): that step released the lease. A heartbeat
+        # that raced it may have set the lease once more; it expires unused, as a completed job's
+        # lease is never consulted.
+    except BaseException:  # a retry (or an outage): the next delivery must not find the lease held
+        release(ctx, request_id)
+        raise
     finally:
         ctx.tracker.forget(request_id)
-        try:
-            ctx.store.release(request_id, ctx.worker_id)
-        except redis.RedisError as exc:  # the lease expires by itself
-            log.warning("could not release the lease of %s: %s", request_id, exc)
+
+
+def release(ctx: WorkerContext, request_id: str) -> None:
+    try:
+        ctx.store.release(request_id, ctx.worker_id)
+    except redis.RedisError as exc:  # the lease expires by itself
+        log.warning("could not release the lease of %s: %s", request_id, exc)
