@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(
         5.0, ge=0, description="How long the batcher waits for batch-mates while other slots are busy."
     )
+    cpu_chunk_mib: float = Field(
+        3.0, ge=0, description="On the CPU, a batch's effects run in chunks of about this many MiB of "
+        "float32 pixels, so each pass stays in cache (0: the whole batch at once)."
+    )
     max_crashes: int = Field(
         3, ge=1, description="A job that killed its worker this many times fails as worker_crash."
     )

@@ -43,6 +43,24 @@ def run(ctx: WorkerContext, batch: list[EffectsJob]) -> list:
     first = batch[0]
     if not first.chain and all(p.image.bit_depth == 8 for p in batch):
         return [p.image.rgb for p in batch]  # nothing enabled: pixel-identical, no round trip
+    size = chunk_size(ctx, first.image.height * first.image.width, len(batch))
+    return [out for i in range(0, len(batch), size) for out in _run_chunk(ctx, batch[i : i + size])]
+
+
+def chunk_size(ctx: WorkerContext, pixels: int, batch_size: int) -> int:
+    """How many of a batch's images (``pixels`` pixels each) run through the chain together. On the
+    CPU every effect is a few passes over memory: a chunk that fits in cache runs each pass there,
+    while a batch much larger than the cache is slower per image than one image at a time
+    (measured: 512² full chain, 18 ms per image one by one, 45 ms in a batch of 8; 256² three
+    effects, 1.8 ms in chunks of four, 2.7 ms as one batch of 16). A GPU takes the whole batch."""
+    budget = ctx.settings.cpu_chunk_mib * 2**20
+    if ctx.device.type != "cpu" or budget <= 0:
+        return batch_size
+    return max(1, min(batch_size, int(budget // (3 * 4 * pixels))))
+
+
+def _run_chunk(ctx: WorkerContext, batch: list[EffectsJob]) -> list:
+    first = batch[0]
     x = imaging.to_tensor([p.image for p in batch], ctx.device)
     images = {}
     if "dissolve" in first.extra:
