@@ -165,7 +165,7 @@ def driver(store: JobStore, seen: list[Status], fail: bool = False):
         job = store.get(status.request_id)
         if status.status == "IN_QUEUE":
             store.start(job)
-        elif status.status == "IN_PROGRESS" and not status.logs:
+        elif status.status == "IN_PROGRESS" and "step 1/1" not in [log.message for log in status.logs or []]:
             store.add_log(job.id, "step 1/1")
         elif status.status == "IN_PROGRESS" and fail:
             store.fail(job, "invalid_input", "bad pixels")
@@ -181,7 +181,8 @@ def test_subscribe_sees_each_status_over_the_stream(idle):
     with Client(url) as client:
         result = client.subscribe(APP, small(), on_update=driver(store, seen))
     assert [s.status for s in seen] == ["IN_QUEUE", "IN_PROGRESS", "IN_PROGRESS", "COMPLETED"]
-    assert seen[0].queue_position == 0 and [log.message for log in seen[-1].logs] == ["step 1/1"]
+    assert seen[0].queue_position == 0
+    assert [log.message for log in seen[-1].logs] == ["attempt 1 started", "step 1/1"]
     assert result.images[0].url == FAKE_RESULT["images"][0]["url"] and result.seed == 7
 
 

@@ -91,8 +91,8 @@ def test_worker_fails_a_no_retry_job_on_a_transient_error(paused, no_retry):
     store = paused.app.state.services.store
     header = {"x-fal-no-retry": "1"} if no_retry else {}
     job = store.get(paused.post(f"/{APP}", json=body(), headers=header).json()["request_id"])
-    store.start(job)
-    ctx = SimpleNamespace(store=store)
+    store.start(job, "w1")
+    ctx = SimpleNamespace(store=store, worker_id="w1")
     if not no_retry:
         with pytest.raises(StorageUnavailable), record_failure(ctx, job):
             raise StorageUnavailable("S3 is down")
@@ -103,6 +103,7 @@ def test_worker_fails_a_no_retry_job_on_a_transient_error(paused, no_retry):
     done = store.get(job.id)
     assert done.status == "COMPLETED" and done.error["error_type"] == "storage_unavailable"
     assert "x-fal-no-retry" in done.error["detail"]
+    assert not store.r.exists(keys.job_lease(job.id))  # the failing step released the lease
 
 
 def test_delete_refuses_unfinished_and_unknown_requests(paused):
