@@ -86,9 +86,11 @@ if outcome == 'started' then
   redis.call('HSET', KEYS[1], 'status', 'IN_PROGRESS', 'started_at', ARGV[1])
   redis.call('PUBLISH', KEYS[4], 'IN_PROGRESS')
 end
-redis.call('RPUSH', KEYS[7], string.format(ARGV[5], attempts))
-redis.call('EXPIRE', KEYS[7], ARGV[6])
-redis.call('PUBLISH', KEYS[4], 'LOG')
+if outcome ~= 'crashed' then  -- after a crash the worker first decides whether to run it at all
+  redis.call('RPUSH', KEYS[7], string.format(ARGV[5], attempts))
+  redis.call('EXPIRE', KEYS[7], ARGV[6])
+  redis.call('PUBLISH', KEYS[4], 'LOG')
+end
 return {outcome, attempts, tonumber(redis.call('HGET', KEYS[1], 'crashes') or '0')}
 """
 
@@ -262,8 +264,8 @@ class JobStore:
         return int(rank)
 
     def start(self, job: JobRecord, worker: str = "", lease_ttl_s: float = 15.0) -> StartResult:
-        """Begin an attempt of ``job`` on ``worker`` and take its lease (see _START); a started attempt
-        is logged ("attempt N started") in the same step."""
+        """Begin an attempt of ``job`` on ``worker`` and take its lease (see _START); the attempt is
+        logged ("attempt N started") in the same step, unless it follows a crash."""
         entry = LogEntry.now("attempt %d started").model_dump_json()
         args = [time.time(), job.id, worker, int(lease_ttl_s * 1000), entry, self.retention_s]
         script_keys = [*self._keys(job), keys.job_lease(job.id), keys.RUNNING, keys.job_logs(job.id)]

@@ -24,6 +24,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from darkroom.job import JobRecord
 from darkroom.metrics import count_completed, outcome_of
 from darkroom.settings import Settings
+from storage.jobs import Finished
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def job_started(job: JobRecord, outcome: str) -> None:
         log.debug("metrics: job_started failed", exc_info=True)
 
 
-def job_completed(job: JobRecord, error: dict | None, finished) -> None:
+def job_completed(job: JobRecord, error: dict | None, finished: Finished) -> None:
     """Once per completed job (after the transition won): outcome counter and processing time, from
     ``finished`` (what the completing step returned: the first start and the completion time)."""
     try:

@@ -25,13 +25,11 @@ def record_failure(ctx: WorkerContext, job: JobRecord) -> Iterator[None]:
             raise
         detail = f"{exc.detail} (not retried: x-fal-no-retry)" if exc.retryable else exc.detail
         log.info("job %s failed: %s (%s)", job.id, detail, exc.code)
-        ctx.store.add_log(job.id, detail, "ERROR")
-        fail_job(ctx, job, exc.code, detail)
+        fail_job(ctx, job, exc.code, detail, log_entry=LogEntry.now(detail, "ERROR"))
     except Exception as exc:
         log.exception("job %s crashed", job.id)
         err = InternalError(f"internal error: {type(exc).__name__}: {exc}")
-        ctx.store.add_log(job.id, err.detail, "ERROR")
-        fail_job(ctx, job, err.code, err.detail)
+        fail_job(ctx, job, err.code, err.detail, log_entry=LogEntry.now(err.detail, "ERROR"))
 
 
 def complete_job(ctx: WorkerContext, job: JobRecord, result: dict, metrics: dict,
@@ -44,9 +42,11 @@ def complete_job(ctx: WorkerContext, job: JobRecord, result: dict, metrics: dict
     return finished.won
 
 
-def fail_job(ctx: WorkerContext, job: JobRecord, code: str, detail: str, metrics: dict | None = None) -> bool:
-    """Record a failure; True only for the first completion."""
-    finished = ctx.store.fail(job, code, detail, metrics, worker=ctx.worker_id)
+def fail_job(ctx: WorkerContext, job: JobRecord, code: str, detail: str, metrics: dict | None = None,
+             log_entry: LogEntry | None = None) -> bool:
+    """Record a failure (with ``log_entry``, releasing this worker's lease); True only for the first
+    completion."""
+    finished = ctx.store.fail(job, code, detail, metrics, log_entry, ctx.worker_id)
     if finished.won:
         after_completion(ctx, job, {"error_type": code, "detail": detail}, finished)
     return finished.won

@@ -48,6 +48,7 @@ def begin(ctx: WorkerContext, request_id: str) -> JobRecord | None:
             detail = f"The job crashed its worker {started.crashes} times and was given up"
             fail_job(ctx, job, WorkerCrash.code, detail)
             return None
+        ctx.store.add_log(job.id, f"attempt {started.attempts} started")
     if started.outcome == "started" and job.deadline_at and time.time() > job.deadline_at:
         detail = "The request was not started before its X-Fal-Request-Timeout"
         fail_job(ctx, job, RequestTimeout.code, detail)
