@@ -80,21 +80,15 @@ def check_ok(jobs: list) -> None:
         raise RuntimeError(f"{len(bad)} jobs failed, e.g. {bad[0].error}")
 
 
-def bench_small(st, n: int) -> dict:
-    st.start_workers(1)
-    body = {"image_url": data_uri(64), "enable_solarize": True}
-    submit_many(st.url, body, 20)  # warm up
+def end_to_end(st, body: dict, warm: int, n: int, workers: int, threads: int, **env: str) -> list:
+    """Start the workers, run ``warm`` jobs, then submit ``n`` jobs while the workers run; returns the
+    ``n`` finished jobs (the workers keep running)."""
+    st.start_workers(workers, **env)
+    submit_many(st.url, body, warm, threads)
     time.sleep(1)
-    jobs = st.wait_done(submit_many(st.url, body, n))
+    jobs = st.wait_done(submit_many(st.url, body, n, threads))
     check_ok(jobs)
-    lat = []
-    with httpx.Client(base_url=st.url, timeout=30) as c:
-        for _ in range(60):
-            rid = c.post(f"/{APP}", json=body).json()["request_id"]
-            (job,) = st.wait_done([rid])
-            lat.append((job.completed_at - job.created_at) * 1000)
-    st.stop_workers()
-    return {"jobs_s": throughput(jobs), "p50_ms": statistics.median(lat), "p99_ms": pct(lat, 0.99)}
+    return jobs
 
 
 def drain_rate(st, body: dict, warm: int, n: int, workers: int, threads: int, **env: str) -> float:
@@ -111,21 +105,29 @@ def drain_rate(st, body: dict, warm: int, n: int, workers: int, threads: int, **
     return n / (max(j.completed_at for j in jobs) - min(j.started_at for j in jobs))
 
 
+def bench_small(st, n: int) -> dict:
+    body = {"image_url": data_uri(64), "enable_solarize": True}
+    jobs = end_to_end(st, body, 20, n, 1, 16)
+    lat = []
+    with httpx.Client(base_url=st.url, timeout=30) as c:
+        for _ in range(60):
+            rid = c.post(f"/{APP}", json=body).json()["request_id"]
+            (job,) = st.wait_done([rid])
+            lat.append((job.completed_at - job.created_at) * 1000)
+    st.stop_workers()
+    return {"jobs_s": throughput(jobs), "p50_ms": statistics.median(lat), "p99_ms": pct(lat, 0.99)}
+
+
 def bench_batching(st, n: int) -> dict:
     body = {"image_url": data_uri(256), "enable_color_correction": True, "brightness": 10,
             "enable_blur": True, "enable_vignette": True}
     out = {}
     for size in (1, 16):
         env = {"DARKROOM_MAX_BATCH_SIZE": str(size), "DARKROOM_WORKER_CONCURRENCY": "16"}
-        st.start_workers(1, **env)
-        submit_many(st.url, body, 16)
-        time.sleep(1)
-        ids = submit_many(st.url, body, n)
-        jobs = st.wait_done(ids)
-        check_ok(jobs)
+        jobs = end_to_end(st, body, 16, n, 1, 16, **env)
+        st.stop_workers()
         out[size] = throughput(jobs)
         out[f"mean_batch_{size}"] = statistics.mean(j.metrics["batch_sizes"][-1] for j in jobs)
-        st.stop_workers()
         out[f"drain_{size}"] = drain_rate(st, body, 32, n, 1, 16, **env)
     return out
 
@@ -135,13 +137,9 @@ def bench_scaling(st, n: int) -> dict:
     out = {}
     for workers in (1, 2):
         env = {"DARKROOM_TORCH_THREADS": "1", "DARKROOM_WORKER_CONCURRENCY": "1"}
-        st.start_workers(workers, **env)
-        submit_many(st.url, body, 2 * workers, threads=4)
-        time.sleep(1)
-        jobs = st.wait_done(submit_many(st.url, body, n, threads=4))
-        check_ok(jobs)
-        out[workers] = throughput(jobs)
+        jobs = end_to_end(st, body, 2 * workers, n, workers, 4, **env)
         st.stop_workers()
+        out[workers] = throughput(jobs)
         out[f"drain_{workers}"] = drain_rate(st, body, 2 * workers, n, workers, 4, **env)
     return out
 
