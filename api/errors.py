@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
@@ -45,15 +46,42 @@ def status_for(code: str) -> int:
     return HTTP_STATUS.get(code, 500)
 
 
+def _spelled(number: float) -> float | str:
+    """JSON has no NaN or Infinity (Starlette renders with allow_nan=False): echo those as words."""
+    if math.isfinite(number):
+        return number
+    return "NaN" if math.isnan(number) else "Infinity" if number > 0 else "-Infinity"
+
+
+def _utf8(text: str) -> str:
+    """A lone surrogate (a valid JSON escape) cannot be encoded as UTF-8: echo it backslash-escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+ECHO_ENCODERS = {
+    float: _spelled,
+    str: _utf8,
+    bytes: lambda raw: raw.decode("utf-8", "backslashreplace"),
+    Exception: lambda exc: _utf8(str(exc)),
+}
+
+
+def json_safe(content: Any) -> Any:
+    """``content`` as JSON can carry it, whatever user input it echoes."""
+    return jsonable_encoder(content, custom_encoder=ECHO_ENCODERS)
+
+
 def error_response(code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     headers = {"X-Fal-Error-Type": code, **(headers or {})}
-    return JSONResponse({"detail": detail, "error_type": code}, status_code=status_for(code), headers=headers)
+    content = json_safe({"detail": detail, "error_type": code})
+    return JSONResponse(content, status_code=status_for(code), headers=headers)
 
 
 def eachlabs_error_response(code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """The eachlabs shape, ``{"error": …}``, with the same statuses except bad input: 400, not 422."""
     status = status_for(code)
-    return JSONResponse({"error": detail}, status_code=400 if status == 422 else status, headers=headers)
+    content = json_safe({"error": detail})
+    return JSONResponse(content, status_code=400 if status == 422 else status, headers=headers)
 
 
 async def _darkroom_error(request: Request, exc: DarkroomError) -> JSONResponse:
@@ -70,7 +98,7 @@ async def _darkroom_error(request: Request, exc: DarkroomError) -> JSONResponse:
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+    errors = json_safe(exc.errors())
     for e in errors:
         e.pop("url", None)
     return JSONResponse({"detail": errors}, status_code=422, headers={"X-Fal-Error-Type": "invalid_input"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import numpy as np
@@ -99,12 +100,23 @@ def test_no_effect_returns_identical_pixels_and_single_effect_route(client):
 
 
 def test_result_urls_are_presigned_afresh(client):
+    """Records keep object keys, not URLs: every result read signs a new URL for the same object."""
     sub = submit(client, {"image_url": png_data_uri(gradient())})
     wait_done(client, sub["status_url"])
-    first = client.get(sub["response_url"]).json()["images"][0]["url"]
-    assert "Signature" in first or "X-Amz-Signature" in first
-    second = client.get(sub["response_url"]).json()["images"][0]["url"]
-    assert httpx.get(second).status_code == 200
+
+    def result_url() -> str:
+        return client.get(sub["response_url"]).json()["images"][0]["url"]
+
+    first = result_url()
+    # SigV4 signs with a timestamp in whole seconds: reads within one second get the same URL
+    second = wait_for(lambda: (url := result_url()) != first and url, timeout_s=5, interval_s=0.1)
+    first_parts, second_parts = urlsplit(first), urlsplit(second)
+    assert first_parts.path == second_parts.path
+    first_query, second_query = parse_qs(first_parts.query), parse_qs(second_parts.query)
+    assert first_query["X-Amz-Signature"] != second_query["X-Amz-Signature"]
+    first_download, second_download = httpx.get(first, timeout=10), httpx.get(second, timeout=10)
+    assert first_download.status_code == second_download.status_code == 200
+    assert first_download.content == second_download.content
 
 
 def test_invalid_body_is_422_naming_the_field(client):

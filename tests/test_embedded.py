@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -41,13 +42,20 @@ def test_up_serves_a_job_and_stops_cleanly(tmp_path):
         assert url.startswith(f"{base}/files/")
         out = decode_png(httpx.get(url).content)
         assert np.abs(out[..., 0].astype(int) - out[..., 2]).max() <= 1
-        assert (tmp_path / "redis" / "appendonlydir").exists() or (tmp_path / "redis").exists()
+        # the job reached Redis' append-only file, so a restart of `darkroom up` keeps it
+        wait_for(lambda: sub["request_id"].encode() in _aof(tmp_path / "redis"), timeout_s=5)
     finally:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=40)
     assert proc.returncode == 0, output
     assert f"Darkroom is running at http://127.0.0.1:{port}" in output
     assert not _ok(base + "/health")
+
+
+def _aof(redis_dir: Path) -> bytes:
+    """The append-only file's contents: appendonly.aof (Redis 6) or the parts in appendonlydir/ (7+)."""
+    files = [redis_dir / "appendonly.aof", *sorted((redis_dir / "appendonlydir").glob("*.aof"))]
+    return b"".join(f.read_bytes() for f in files if f.is_file())
 
 
 def _ok(url: str) -> bool:

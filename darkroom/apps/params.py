@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class EffectParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # NaN and ±Infinity fail as "Input should be a finite number", not as a misleading range error
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
 
 def _f(default: float, lo: float, hi: float, text: str) -> float:

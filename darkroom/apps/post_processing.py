@@ -40,7 +40,9 @@ def check_image_url(value: str, field: str, required: bool = True, trusted: bool
 class ImageInputBase(BaseModel):
     """Fields every image app shares: the input image and Darkroom's extensions (decisions §5, §9)."""
 
-    model_config = ConfigDict(extra="ignore")
+    # effect fields copied from darkroom.apps.params leave its config behind: refuse NaN and ±Infinity
+    # here too, as "Input should be a finite number" rather than a misleading range error
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     image_url: str = Field(..., description="URL or data URI of the image to process")
     seed: int | None = Field(
