@@ -10,11 +10,10 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from darkroom import __version__
-from darkroom.broker import make_celery
 from darkroom.models import use_models_config
 from darkroom.plugins import load_plugins
 from darkroom.settings import Settings, get_settings
-from storage.jobs import JobStore, async_redis_client, redis_client
+from storage.jobs import JobStore, async_redis_client
 from storage.objects import build_object_store
 
 from .auth import Authenticator, authenticate, keys_required
@@ -30,15 +29,13 @@ log = logging.getLogger(__name__)
 def build_services(settings: Settings) -> Services:
     if not settings.redis_url:
         raise RuntimeError("DARKROOM_REDIS_URL is not set (or use `darkroom up`, which starts Redis)")
-    client = redis_client(settings.redis_url, settings.redis_socket_timeout_s)
     async_client = async_redis_client(settings.redis_url, settings.redis_socket_timeout_s)
-    store = JobStore(client, settings.retention_s, settings.max_queue_length, async_client)
+    store = JobStore.from_settings(settings, async_client)
     events = aioredis.Redis.from_url(
         settings.redis_url, socket_connect_timeout=settings.redis_socket_timeout_s, health_check_interval=10
     )
     return Services(
-        settings, store, build_object_store(settings), make_celery(settings), events,
-        auth=Authenticator.build(settings, client),
+        settings, store, build_object_store(settings), events, auth=Authenticator.build(settings, store.r),
     )
 
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
-from celery import Celery
 from fastapi import Request
 
 from darkroom.errors import NotFound
@@ -24,7 +23,6 @@ class Services:
     settings: Settings
     store: JobStore
     objects: ObjectStore
-    celery: Celery
     events: aioredis.Redis | None = None  # async client for pub/sub (status streams, sync runs)
     auth: Authenticator | None = None  # API keys and rate limits (api.auth); None: everyone is anonymous
 

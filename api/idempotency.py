@@ -2,15 +2,18 @@
 return the first submit's response (the same request); the same key with another body is a 422
 (never a 409: fal clients retry 409).
 
-The first request claims the key (``SET NX``) before submitting and stores its response after; a
-duplicate arriving in between gets a retryable 429 (fal clients retry it by themselves). A failed
-submit releases the key.
+The first request claims the key (``SET NX``, for ``idempotency_claim_ttl_s``) before submitting;
+the script that creates the job also writes the key's final record (the response, for
+``idempotency_ttl_s``), so a claimed key either created its job or made nothing. A duplicate arriving
+in between gets a retryable 429 (fal clients retry it by themselves). A failed submit releases the
+key; one that never finished because Redis went away leaves a claim that expires within seconds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,8 +21,11 @@ from pydantic import BaseModel
 
 from darkroom.errors import IdempotencyKeyInUse, InvalidInput
 from storage import keys
+from storage.jobs import IdempotentWrite
 
 from .deps import Services
+
+log = logging.getLogger(__name__)
 
 _PENDING = "pending"
 _DONE = "done"
@@ -32,34 +38,41 @@ def fingerprint(app_id: str, body: BaseModel) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+Submit = Callable[[Callable[[dict[str, Any]], IdempotentWrite] | None], Awaitable[dict[str, Any]]]
+
+
 async def submit_once(
-    svc: Services,
-    key: str,
-    body_fingerprint: str,
-    submit: Callable[[], Awaitable[dict[str, Any]]],
-    owner: str = "",
+    svc: Services, key: str, body_fingerprint: str, submit: Submit, owner: str = ""
 ) -> dict[str, Any]:
-    """``submit()``'s response, or the stored response of the first submit made with ``key``."""
+    """``submit(record)``'s response, or the stored response of the first submit made with ``key``.
+
+    ``record(response)`` is what ``submit`` hands to the job store's create, so that the key's final
+    record (``response`` with its queue position) is written with the job, in one step."""
     redis_key = keys.idempotency(owner, hashlib.sha256(key.encode()).hexdigest())
+    settings = svc.settings
     for _ in range(_MAX_CLAIMS):
         claim = json.dumps({"state": _PENDING, "fingerprint": body_fingerprint})
-        if await svc.store.ar.set(redis_key, claim, nx=True, ex=svc.settings.idempotency_ttl_s):
-            return await _submit_claimed(svc, redis_key, body_fingerprint, submit)
+        if await svc.store.ar.set(redis_key, claim, nx=True, ex=settings.idempotency_claim_ttl_s):
+            def record(response: dict[str, Any]) -> IdempotentWrite:
+                done = {"state": _DONE, "fingerprint": body_fingerprint, "response": response}
+                return IdempotentWrite(redis_key, done, settings.idempotency_ttl_s)
+
+            return await _submit_claimed(svc, redis_key, submit, record)
         raw = await svc.store.ar.get(redis_key)
         if raw is not None:  # else it expired or was released meanwhile: claim again
             return _replay(json.loads(raw), body_fingerprint)
     raise IdempotencyKeyInUse("a request with this Idempotency-Key is being accepted; retry shortly")
 
 
-async def _submit_claimed(svc: Services, redis_key: str, body_fingerprint: str, submit: Callable) -> dict:
+async def _submit_claimed(svc: Services, redis_key: str, submit: Submit, record) -> dict:
     try:
-        response = await submit()
+        return await submit(record)
     except BaseException:
-        await svc.store.ar.delete(redis_key)
+        try:
+            await svc.store.ar.delete(redis_key)
+        except Exception:  # Redis away: the claim expires by itself (idempotency_claim_ttl_s)
+            log.warning("could not release Idempotency-Key claim %s", redis_key)
         raise
-    record = {"state": _DONE, "fingerprint": body_fingerprint, "response": response}
-    await svc.store.ar.set(redis_key, json.dumps(record), xx=True, keepttl=True)
-    return response
 
 
 def _replay(record: dict[str, Any], body_fingerprint: str) -> dict[str, Any]:

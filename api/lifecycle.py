@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from darkroom.broker import enqueue_webhook
 from darkroom.errors import RequestNotFinished
 from darkroom.job import JobRecord
 from darkroom.metrics import count_completed
-from storage import keys
 
 from .deps import Services
 
@@ -18,17 +16,12 @@ log = logging.getLogger(__name__)
 def cancel_request(svc: Services, job: JobRecord) -> str:
     """Cancel a job: NOT_FOUND | ALREADY_COMPLETED | QUEUED (completed here) | RUNNING (flagged).
 
-    A queued job is completed by the job store right here, not by a worker, so its webhook is
-    dispatched here too (a running job's is dispatched by the worker that stops it).
+    A queued job is completed by the job store right here, not by a worker; the same step creates its
+    webhook's delivery (a running job's is created by the worker that stops it).
     """
     outcome = svc.store.cancel(job)
     if outcome == "QUEUED":  # completed here, so counted here (workers count the jobs they complete)
         count_completed(job.app_id, {"error_type": "request_cancelled"})
-    if outcome == "QUEUED" and job.webhook_url:
-        try:
-            enqueue_webhook(svc.celery, job.id)
-        except Exception:  # the job is cancelled either way
-            log.exception("job %s: could not enqueue its webhook", job.id)
     return outcome
 
 
@@ -40,6 +33,5 @@ def delete_request(svc: Services, job: JobRecord) -> int:
         raise RequestNotFinished(detail)
     removed = svc.objects.delete_prefix(f"inputs/{job.id}/") + svc.objects.delete_prefix(f"{job.id}/")
     svc.store.delete(job.id)
-    svc.store.r.delete(keys.job_webhook(job.id))
     log.info("deleted request %s (%d objects)", job.id, removed)
     return removed

@@ -6,6 +6,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 
@@ -16,6 +17,7 @@ from darkroom.job import JobRecord, Priority, WebhookStyle
 from darkroom.metrics import count_submitted
 from darkroom.netguard import precheck_url
 from darkroom.refs import OBJECT_REF_PREFIX, own_file_key
+from storage.jobs import IdempotentWrite
 from worker.imaging import ImageLimits, parse_data_uri
 from worker.screening import CONTENT_TYPES, screen
 
@@ -71,8 +73,10 @@ async def submit_job(
     webhook_style: WebhookStyle = "fal",
     webhook_secret: str = "",
     no_retry: bool = False,
+    idempotency: Callable[[JobRecord], IdempotentWrite] | None = None,
 ) -> tuple[JobRecord, int]:
-    """Store and enqueue one job; returns it with its queue position.
+    """Store and enqueue one job; returns it with its queue position. ``idempotency(job)``: the
+    Idempotency-Key record to write in the same step as the job.
 
     Runs on the event loop: the record and its broker message go to Redis in one asyncio call, and
     only inline images (screening, an object-store upload) move to the threadpool."""
@@ -102,7 +106,8 @@ async def submit_job(
         webhook_secret=webhook_secret,
         no_retry=no_retry,
     )
-    position = await svc.store.create_async(job)  # stored and enqueued together, or neither
+    write = idempotency(job) if idempotency else None
+    position = await svc.store.create_async(job, write)  # stored and enqueued together, or neither
     log.info("accepted %s for %s at position %d", request_id, app.app_id, position)
     count_submitted(app.app_id)
     return job, position

@@ -90,25 +90,26 @@ _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-def job_message(request_id: str, priority: str) -> str:
-    """The ``darkroom.run_job`` message exactly as Celery's ``send_task`` would push it (task protocol
-    2, kombu's Redis envelope), for the job store to LPUSH onto :func:`queue_key` in the same Lua
-    script that stores the job: the record and its message exist together or not at all, in one
-    round trip. tests/test_broker.py checks it against what Celery itself sends."""
+def task_message(task: str, request_id: str, queue: str, priority: int = 0) -> str:
+    """A message for ``task(request_id)`` exactly as Celery's ``send_task`` would push it onto
+    ``queue`` (task protocol 2, kombu's Redis envelope). Darkroom pushes its own messages so that the
+    job store can push them inside the Lua script that changes the record (a record and its message
+    exist together or not at all, in one round trip). tests/test_broker.py checks them against what
+    Celery itself sends."""
     task_id = str(uuid.uuid4())
     args = [request_id]
     body = json.dumps([args, {}, _EMBED]).encode()
     headers = {
-        "lang": "py", "task": RUN_JOB_TASK, "id": task_id, "shadow": None, "eta": None,
+        "lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None,
         "expires": None, "group": None, "group_index": None, "retries": 0, "timelimit": [None, None],
         "root_id": task_id, "parent_id": None, "argsrepr": repr(args), "kwargsrepr": "{}",
-        "origin": _ORIGIN, "ignore_result": None, "replaced_task_nesting": 0,
+        "origin": _ORIGIN, "ignore_result": False, "replaced_task_nesting": 0,
         "stamped_headers": None, "stamps": {},
     }
     properties = {
         "correlation_id": task_id, "reply_to": None, "delivery_mode": 2,
-        "delivery_info": {"exchange": "", "routing_key": EFFECTS_QUEUE},
-        "priority": PRIORITY[priority], "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
+        "delivery_info": {"exchange": "", "routing_key": queue},
+        "priority": priority, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
     }
     envelope = {
         "body": base64.b64encode(body).decode(), "content-encoding": "utf-8",
@@ -117,18 +118,26 @@ def job_message(request_id: str, priority: str) -> str:
     return json.dumps(envelope)
 
 
+def job_message(request_id: str, priority: str) -> str:
+    """The ``darkroom.run_job`` message of a job, for :func:`queue_key` (``priority``)."""
+    return task_message(RUN_JOB_TASK, request_id, EFFECTS_QUEUE, PRIORITY[priority])
+
+
+def webhook_message(request_id: str) -> str:
+    """The ``darkroom.deliver_webhook`` message of a job's webhook, for the list ``WEBHOOK_QUEUE``."""
+    return task_message(WEBHOOK_TASK, request_id, WEBHOOK_QUEUE)
+
+
+def push(client: redis.Redis, key: str, message: str, front: bool = False) -> None:
+    """Put a message on a broker list: at the back (LPUSH, behind everything waiting) or, with
+    ``front``, where the next consumer takes it (kombu's workers BRPOP from the right)."""
+    if front:
+        client.rpush(key, message)
+    else:
+        client.lpush(key, message)
+
+
 def enqueue(client: redis.Redis, request_id: str, priority: str) -> None:
-    """Send one more message for an existing job (orphan sweeps, operator requeues); raises
-    redis errors when the broker is down. New jobs get theirs from ``JobStore.create``."""
-    client.lpush(queue_key(priority), job_message(request_id, priority))
-
-
-def enqueue_webhook(app: Celery, request_id: str) -> None:
-    """Ask the workers to deliver a finished job's webhook (raises when the broker is down)."""
-    app.send_task(
-        WEBHOOK_TASK,
-        args=[request_id],
-        queue=WEBHOOK_QUEUE,
-        retry=True,
-        retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
-    )
+    """Send one more message for an existing job at the back of its queue (operator requeues);
+    raises redis errors when the broker is down. New jobs get theirs from ``JobStore.create``."""
+    push(client, queue_key(priority), job_message(request_id, priority))

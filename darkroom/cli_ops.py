@@ -17,7 +17,7 @@ import redis
 from darkroom.job import JobRecord
 from darkroom.keys_cli import data_dir_option, embedded_url_file
 from darkroom.settings import Settings
-from storage.jobs import JobStore, redis_client
+from storage.jobs import JobStore
 from storage.maintenance import CANCELLED, STATUS_FILTERS, JobFilter, Purger, job_details, list_jobs
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -53,8 +53,7 @@ def _settings(data_dir: Path) -> Settings:
 
 
 def _store(settings: Settings) -> JobStore:
-    store = JobStore(redis_client(settings.redis_url, max(settings.redis_socket_timeout_s, 3.0)),
-                     settings.retention_s, settings.max_queue_length)
+    store = JobStore.from_settings(settings, socket_timeout_s=max(settings.redis_socket_timeout_s, 3.0))
     try:
         store.r.ping()
     except redis.RedisError as exc:

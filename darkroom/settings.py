@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(
         DAY_S, ge=1, description="How long an Idempotency-Key maps to the request it created."
     )
+    idempotency_claim_ttl_s: int = Field(
+        10, ge=1, description="How long an Idempotency-Key claimed by a submit that never created its "
+        "job (Redis went away meanwhile) blocks retries of the same key."
+    )
 
     # --- access ---
     auth_mode: Literal["auto", "required", "off"] = Field(
@@ -91,9 +95,7 @@ class Settings(BaseSettings):
     webhook_backoff_base_s: float = Field(
         30.0, ge=0, description="Delay before the second webhook attempt; doubles each attempt."
     )
-    webhook_backoff_max_s: float = Field(
-        1800.0, ge=0, description="Cap on one webhook retry delay (must stay below visibility_timeout_s)."
-    )
+    webhook_backoff_max_s: float = Field(1800.0, ge=0, description="Cap on one webhook retry delay.")
     webhook_timeout_s: float = Field(15.0, gt=0, description="Timeout of one webhook delivery attempt.")
     webhook_signing_key_file: Path | None = Field(
         None,
@@ -134,13 +136,19 @@ class Settings(BaseSettings):
     )
     heartbeat_interval_s: float = Field(5.0, gt=0, description="How often a worker writes its heartbeat.")
     heartbeat_ttl_s: float = Field(
-        15.0, gt=0, description="A worker whose heartbeat is older than this counts as dead."
+        15.0, gt=0, description="A worker whose heartbeat is older than this counts as dead; also the "
+        "lifetime of a job's lease, which the heartbeat renews while the job runs."
     )
-    orphan_after_s: float = Field(
-        7200, gt=0, description="An unfinished job untouched this long with no live lease is re-sent "
-        "(guards against broker messages lost in a crash); must exceed visibility_timeout_s."
+    recovery_interval_s: float = Field(
+        5.0, gt=0, description="How often a worker runs the recovery sweep (one worker at a time): it "
+        "re-sends jobs and webhooks whose worker died or stalled (lease lapsed) or whose message was lost, "
+        "and sends webhook retries when due."
     )
-    orphan_sweep_interval_s: float = Field(60, gt=0, description="How often a worker sweeps for orphans.")
+    recovery_grace_s: float = Field(
+        10.0, gt=0, description="A message sent this long ago whose record shows it was lost (a later "
+        "message on the same list already started, or the list is empty) is sent again; also the least "
+        "time between two re-sends of one record."
+    )
     shutdown_grace_s: float = Field(
         30.0, ge=0, description="On SIGTERM, running batches get this long before jobs are handed back."
     )
@@ -148,7 +156,9 @@ class Settings(BaseSettings):
         "", description="Comma-separated modules imported at start-up that register extra apps/effects."
     )
     visibility_timeout_s: float = Field(
-        3600, gt=0, description="Broker redelivers an unacked job after this; must exceed the hard limit."
+        3600, gt=0, description="The broker's last resort: it redelivers a message unacknowledged this "
+        "long (recovery normally comes sooner, from leases and the recovery sweep); must exceed the hard "
+        "limit."
     )
     task_soft_time_limit_s: float = Field(
         600, gt=0, description="Effects pipeline: past this a job fails (request_timeout) at its next step."
@@ -214,8 +224,6 @@ class Settings(BaseSettings):
                 "visibility_timeout_s must be longer than task_hard_time_limit_s, "
                 "or the broker would hand a running job to a second worker"
             )
-        if self.orphan_after_s <= self.visibility_timeout_s + self.retry_backoff_max_s:
-            raise ValueError("orphan_after_s must exceed visibility_timeout_s + retry_backoff_max_s")
         if self.heartbeat_ttl_s >= self.visibility_timeout_s:
             raise ValueError("heartbeat_ttl_s must be below visibility_timeout_s")
         if self.retry_backoff_max_s >= self.visibility_timeout_s:
@@ -223,8 +231,6 @@ class Settings(BaseSettings):
                 "retry_backoff_max_s must be below visibility_timeout_s: a delayed retry waiting past "
                 "the visibility timeout would be delivered twice"
             )
-        if self.webhook_backoff_max_s >= self.visibility_timeout_s:
-            raise ValueError("webhook_backoff_max_s must be below visibility_timeout_s (same reason)")
         if self.upscale_tile_px % 8 or self.upscale_tile_overlap_px * 2 >= self.upscale_tile_px:
             raise ValueError(
                 "upscale_tile_px must be a multiple of 8 and more than twice upscale_tile_overlap_px"

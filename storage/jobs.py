@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 
 import redis
@@ -19,14 +20,17 @@ import redis.asyncio as aioredis
 from darkroom import broker
 from darkroom.errors import QueueFull, ServiceUnavailable
 from darkroom.job import JobRecord, LogEntry
-from storage import keys
+from darkroom.settings import Settings
+from storage import keys, webhooks
 
 log = logging.getLogger(__name__)
 
-# KEYS: job, queued(normal), queued(low), seq, index, broker queue
+# KEYS: job, queued(normal), queued(low), seq, index, broker queue[, idempotency key]
 # ARGV: ttl, max_len, priority, created, id, broker message ('' for none), fields (a JSON object of
-# strings: one argument packs and unpacks faster than two per field)
+# strings: one argument packs and unpacks faster than two per field)[, idempotency record, its ttl]
 # The job's broker message is pushed in the same script: a job is stored and enqueued, or neither.
+# With an idempotency key, the key's record (its response's queue_position filled in here) is written
+# in the same step too: a claimed key either made no job (and its short claim expires) or maps to it.
 _CREATE = """
 local max_len = tonumber(ARGV[2])
 if max_len > 0 and (redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3])) >= max_len then
@@ -46,13 +50,21 @@ if ARGV[3] == 'low' then mine = KEYS[3] end
 redis.call('ZADD', mine, seq, id)
 redis.call('ZADD', KEYS[5], ARGV[4], id)
 if ARGV[6] ~= '' then redis.call('LPUSH', KEYS[6], ARGV[6]) end
+local pos
 if ARGV[3] == 'low' then
-  return redis.call('ZCARD', KEYS[2]) + redis.call('ZRANK', KEYS[3], id)
+  pos = redis.call('ZCARD', KEYS[2]) + redis.call('ZRANK', KEYS[3], id)
+else
+  pos = redis.call('ZRANK', KEYS[2], id)
 end
-return redis.call('ZRANK', KEYS[2], id)
+if KEYS[7] then
+  local record = cjson.decode(ARGV[8])
+  record['response']['queue_position'] = pos
+  redis.call('SET', KEYS[7], cjson.encode(record), 'EX', ARGV[9])
+end
+return pos
 """
 
-# KEYS: job, queued(normal), queued(low), events, lease, running, logs
+# KEYS: job, queued(normal), queued(low), events, lease, running, logs, started watermark of its list
 # ARGV: now, id, worker, lease ttl ms, log entry (JSON with a %d for the attempt number), logs ttl
 # -> {outcome, attempts, crashes}; outcome:
 #   missing | completed   nothing to do
@@ -85,6 +97,8 @@ redis.call('ZADD', KEYS[6], ARGV[1], ARGV[2])
 if outcome == 'started' then
   redis.call('HSET', KEYS[1], 'status', 'IN_PROGRESS', 'started_at', ARGV[1])
   redis.call('PUBLISH', KEYS[4], 'IN_PROGRESS')
+  local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+  if seq > tonumber(redis.call('GET', KEYS[8]) or '0') then redis.call('SET', KEYS[8], seq) end
 end
 if outcome ~= 'crashed' then  -- after a crash the worker first decides whether to run it at all
   redis.call('RPUSH', KEYS[7], string.format(ARGV[5], attempts))
@@ -94,14 +108,20 @@ end
 return {outcome, attempts, tonumber(redis.call('HGET', KEYS[1], 'crashes') or '0')}
 """
 
-# KEYS: job, queued(normal), queued(low), events, running, logs, lease
-# ARGV: now, ttl, id, field, json, metrics, log entry ('' for none), worker ('': keep the lease)
-# -> {1, started_at} for the first completion, {0, false} when the job was done (or gone) already.
+# KEYS: job, queued(normal), queued(low), events, running, logs, lease, webhook, pending webhooks,
+#       webhook list, seq
+# ARGV: now, ttl, id, field, json, metrics, log entry ('' for none), worker ('': keep the lease),
+#       webhook message ('' for none), delivery id, recovery grace
+# -> {1, started_at} for the first completion, {0, false} when the job was done (or gone) already,
+#    {-1, false} when another worker holds the job's lease (this attempt was taken over: no change).
 # The worker's lease goes in the same step (when it holds it), and the log entry is in the list
-# before COMPLETED is published, so a stream that stops at COMPLETED has read it.
-_FINISH = """
+# before COMPLETED is published, so a stream that stops at COMPLETED has read it. The job's webhook
+# record and its first message are created in the same step too.
+_FINISH = webhooks.CREATE_LUA + """
+local holder = redis.call('GET', KEYS[7])
+if ARGV[8] ~= '' and holder and holder ~= ARGV[8] then return {-1, false} end
 redis.call('ZREM', KEYS[5], ARGV[3])
-if ARGV[8] ~= '' and redis.call('GET', KEYS[7]) == ARGV[8] then redis.call('DEL', KEYS[7]) end
+if ARGV[8] ~= '' and holder == ARGV[8] then redis.call('DEL', KEYS[7]) end
 local status = redis.call('HGET', KEYS[1], 'status')
 if (not status) or status == 'COMPLETED' then return {0, false} end
 if ARGV[7] ~= '' then redis.call('RPUSH', KEYS[6], ARGV[7]) end
@@ -111,13 +131,15 @@ redis.call('ZREM', KEYS[2], ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[6], ARGV[2])
+create_webhook(KEYS[8], KEYS[9], KEYS[10], KEYS[11], ARGV[3], ARGV[9], ARGV[10], ARGV[1], ARGV[2], ARGV[11])
 redis.call('PUBLISH', KEYS[4], 'COMPLETED')
 return {1, redis.call('HGET', KEYS[1], 'started_at')}
 """
 
-# KEYS: job, queued(normal), queued(low), events   ARGV: now, ttl, id, error json
+# KEYS: job, queued(normal), queued(low), events, webhook, pending webhooks, webhook list, seq
+# ARGV: now, ttl, id, error json, webhook message ('' for none), delivery id, recovery grace
 # -> NOT_FOUND | ALREADY_COMPLETED | QUEUED (now COMPLETED as cancelled) | RUNNING (flag set)
-_CANCEL = """
+_CANCEL = webhooks.CREATE_LUA + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 'NOT_FOUND' end
 if status == 'COMPLETED' then return 'ALREADY_COMPLETED' end
@@ -130,6 +152,7 @@ redis.call('HSET', KEYS[1], 'status', 'COMPLETED', 'completed_at', ARGV[1], 'err
 redis.call('ZREM', KEYS[2], ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
+create_webhook(KEYS[5], KEYS[6], KEYS[7], KEYS[8], ARGV[3], ARGV[5], ARGV[6], ARGV[1], ARGV[2], ARGV[7])
 redis.call('PUBLISH', KEYS[4], 'COMPLETED')
 return 'QUEUED'
 """
@@ -164,16 +187,47 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# KEYS: job, lease   ARGV: now, worker, lease ttl ms (the retry delay and a lease's ttl)
+# -> 1, or 0 when the job is not running or another worker holds its lease.
+# The retry's own lease replaces the worker's in the same step, so no sweep ever sees the job unheld
+# while its retry waits; if the retry message is lost, the lease lapses and the sweep re-sends it.
+_MARK_RETRY = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'IN_PROGRESS' then return 0 end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'retry_pending', '1', 'touched_at', ARGV[1])
+redis.call('SET', KEYS[2], 'retry:' .. ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+# KEYS: the leases   ARGV: worker, ttl ms  -> the indexes (1-based) of leases another worker holds now
+# A lease that lapsed (the worker was stopped, or Redis was away) is taken again unless someone else
+# took it meanwhile: that job now belongs to them.
+_REFRESH = """
+local lost = {}
+for i, key in ipairs(KEYS) do
+  local holder = redis.call('GET', key)
+  if (not holder) or holder == ARGV[1] then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+  else
+    lost[#lost + 1] = i
+  end
+end
+return lost
+"""
+
 CANCELLED_DETAIL = "The request was cancelled"
 
 
 @dataclass(frozen=True)
 class Finished:
-    """What a completion attempt did: ``won`` is True only for the first completion of a job."""
+    """What a completion attempt did: ``won`` is True only for the first completion of a job;
+    ``superseded`` when another worker had taken the job over (nothing was recorded)."""
 
     won: bool
     started_at: float | None = None  # of the job's first attempt (when won)
     completed_at: float | None = None
+    superseded: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,15 +237,25 @@ class StartResult:
     crashes: int
 
 
+@dataclass(frozen=True)
+class IdempotentWrite:
+    """What a claimed Idempotency-Key maps to once its job exists: written by the create script."""
+
+    key: str  # the Redis key of the claim
+    record: dict  # stored as JSON; the script sets record["response"]["queue_position"]
+    ttl_s: int
+
+
 class JobStore:
     def __init__(
         self, client: redis.Redis, retention_s: int, max_queue_length: int = 0,
-        async_client: aioredis.Redis | None = None,
+        async_client: aioredis.Redis | None = None, recovery_grace_s: float = 10.0,
     ) -> None:
         self.r = client
         self.ar = async_client
         self.retention_s = retention_s
         self.max_queue_length = max_queue_length
+        self.recovery_grace_s = recovery_grace_s
         self._create = client.register_script(_CREATE)
         self._create_async = async_client.register_script(_CREATE) if async_client is not None else None
         self._start = client.register_script(_START)
@@ -199,6 +263,15 @@ class JobStore:
         self._cancel = client.register_script(_CANCEL)
         self._release = client.register_script(_RELEASE)
         self._requeue = client.register_script(_REQUEUE)
+        self._mark_retry = client.register_script(_MARK_RETRY)
+        self._refresh = client.register_script(_REFRESH)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, async_client: aioredis.Redis | None = None,
+                      socket_timeout_s: float | None = None) -> JobStore:
+        timeout = settings.redis_socket_timeout_s if socket_timeout_s is None else socket_timeout_s
+        return cls(redis_client(settings.redis_url, timeout), settings.retention_s, settings.max_queue_length,
+                   async_client, settings.recovery_grace_s)
 
     @staticmethod
     def _queues(job: JobRecord) -> list[str]:
@@ -207,7 +280,8 @@ class JobStore:
     def _keys(self, job: JobRecord) -> list[str]:
         return [keys.job(job.id), *self._queues(job), keys.job_events(job.id)]
 
-    def _create_call(self, job: JobRecord, enqueue: bool) -> tuple[list[str], list]:
+    def _create_call(self, job: JobRecord, enqueue: bool,
+                     idempotency: IdempotentWrite | None) -> tuple[list[str], list]:
         fields = job.to_hash()
         fields.pop("seq", None)
         fields.pop("id", None)
@@ -216,6 +290,9 @@ class JobStore:
                        broker.queue_key(job.priority)]
         args = [self.retention_s, self.max_queue_length, job.priority, job.created_at, job.id, message,
                 json.dumps(fields, separators=(",", ":"), ensure_ascii=False)]
+        if idempotency is not None:
+            script_keys.append(idempotency.key)
+            args += [json.dumps(idempotency.record), idempotency.ttl_s]
         return script_keys, args
 
     def _created(self, job: JobRecord, pos: int) -> int:
@@ -223,21 +300,22 @@ class JobStore:
             raise QueueFull(f"the queue for {job.app_id} is full ({self.max_queue_length} jobs); retry later")
         return int(pos)
 
-    def create(self, job: JobRecord, enqueue: bool = False) -> int:
+    def create(self, job: JobRecord, enqueue: bool = False,
+               idempotency: IdempotentWrite | None = None) -> int:
         """Store a new IN_QUEUE job (and, with ``enqueue``, its broker message in the same step);
         returns its queue position. Raises QueueFull past the cap, ServiceUnavailable without Redis."""
-        script_keys, args = self._create_call(job, enqueue)
+        script_keys, args = self._create_call(job, enqueue, idempotency)
         try:
             pos = self._create(keys=script_keys, args=args)
         except redis.RedisError as exc:
             raise ServiceUnavailable(f"job store unavailable: {exc}") from exc
         return self._created(job, pos)
 
-    async def create_async(self, job: JobRecord) -> int:
+    async def create_async(self, job: JobRecord, idempotency: IdempotentWrite | None = None) -> int:
         """:meth:`create` with ``enqueue`` over the asyncio client (the API's submit path)."""
         if self._create_async is None:
             raise RuntimeError("this JobStore was built without an asyncio client")
-        script_keys, args = self._create_call(job, enqueue=True)
+        script_keys, args = self._create_call(job, True, idempotency)
         try:
             pos = await self._create_async(keys=script_keys, args=args)
         except redis.RedisError as exc:
@@ -245,8 +323,12 @@ class JobStore:
         return self._created(job, pos)
 
     def delete(self, request_id: str) -> None:
-        self.r.delete(keys.job(request_id), keys.job_logs(request_id))
-        self.r.zrem(keys.JOBS_INDEX, request_id)
+        """Remove a job's record, logs, webhook record and index entries."""
+        pipe = self.r.pipeline()
+        pipe.delete(keys.job(request_id), keys.job_logs(request_id), keys.job_webhook(request_id))
+        pipe.zrem(keys.JOBS_INDEX, request_id)
+        pipe.zrem(keys.WEBHOOKS_PENDING, request_id)
+        pipe.execute()
 
     def get(self, request_id: str) -> JobRecord | None:
         data = self.r.hgetall(keys.job(request_id))
@@ -268,66 +350,66 @@ class JobStore:
         logged ("attempt N started") in the same step, unless it follows a crash."""
         entry = LogEntry.now("attempt %d started").model_dump_json()
         args = [time.time(), job.id, worker, int(lease_ttl_s * 1000), entry, self.retention_s]
-        script_keys = [*self._keys(job), keys.job_lease(job.id), keys.RUNNING, keys.job_logs(job.id)]
+        script_keys = [*self._keys(job), keys.job_lease(job.id), keys.RUNNING, keys.job_logs(job.id),
+                       keys.started_watermark(broker.queue_key(job.priority))]
         outcome, attempts, crashes = self._start(keys=script_keys, args=args)
         return StartResult(outcome.decode(), int(attempts), int(crashes))
 
-    def refresh_leases(self, request_ids: list[str], worker: str, ttl_s: float) -> None:
-        pipe = self.r.pipeline()
-        for rid in request_ids:
-            pipe.set(keys.job_lease(rid), worker, px=int(ttl_s * 1000))
-        pipe.execute()
+    def refresh_leases(self, request_ids: list[str], worker: str, ttl_s: float) -> list[str]:
+        """Keep ``worker``'s leases alive; returns the jobs another worker has taken over."""
+        if not request_ids:
+            return []
+        lost = self._refresh(keys=[keys.job_lease(rid) for rid in request_ids],
+                             args=[worker, int(ttl_s * 1000)])
+        return [request_ids[int(i) - 1] for i in lost]
+
+    def lease_holder(self, request_id: str) -> str | None:
+        holder = self.r.get(keys.job_lease(request_id))
+        return holder.decode() if holder is not None else None
+
+    def step_check(self, request_id: str) -> tuple[bool, str | None]:
+        """At a step boundary, in one round trip: (cancel requested, the lease's holder)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hget(keys.job(request_id), "cancel_requested")
+        pipe.get(keys.job_lease(request_id))
+        cancel, holder = pipe.execute()
+        return cancel == b"1", holder.decode() if holder is not None else None
 
     def release(self, request_id: str, worker: str) -> None:
         """Drop the job's lease if ``worker`` holds it."""
         self._release(keys=[keys.job_lease(request_id)], args=[worker])
 
-    def mark_retry(self, request_id: str) -> None:
-        """The running attempt failed transiently and a retry is scheduled (not a crash)."""
-        self.r.hset(keys.job(request_id), mapping={"retry_pending": "1", "touched_at": time.time()})
-
-    def orphan_candidates(self, app_ids: list[str], older_than: float, limit: int = 100) -> list[str]:
-        """Jobs that may have lost their broker message: the oldest still queued per app, and those
-        IN_PROGRESS whose latest start is older than ``older_than`` (a timestamp)."""
-        pipe = self.r.pipeline()
-        for app_id in app_ids:
-            for priority in ("normal", "low"):
-                pipe.zrange(keys.queued(app_id, priority), 0, limit - 1)
-        pipe.zrangebyscore(keys.RUNNING, "-inf", older_than, start=0, num=limit)
-        return sorted({rid.decode() for batch in pipe.execute() for rid in batch})
-
-    def claim_orphan(self, request_id: str, older_than: float) -> str | None:
-        """The job's priority if it is unfinished, nobody holds its lease and nothing touched it since
-        ``older_than``; it is then marked touched now, so one sweep re-sends it once. Else None."""
-        status, touched, created, priority = self.r.hmget(
-            keys.job(request_id), "status", "touched_at", "created_at", "priority"
-        )
-        if status in (None, b"COMPLETED"):
-            self.r.zrem(keys.RUNNING, request_id)
-            return None
-        last = float(touched or created or 0)
-        if last > older_than or self.r.exists(keys.job_lease(request_id)):
-            return None
-        self.r.hset(keys.job(request_id), "touched_at", time.time())
-        return (priority or b"normal").decode()
+    def mark_retry(self, request_id: str, worker: str, hold_s: float) -> bool:
+        """The running attempt failed transiently and a retry is scheduled (not a crash): the job is
+        held by a retry lease for ``hold_s`` (see _MARK_RETRY). False if the job is no longer ours."""
+        ttl_ms = int(hold_s * 1000)
+        return bool(self._mark_retry(keys=[keys.job(request_id), keys.job_lease(request_id)],
+                                     args=[time.time(), worker, ttl_ms]))
 
     def heartbeat(self, worker: str, ttl_s: float) -> None:
         self.r.set(keys.heartbeat(worker), str(time.time()), px=int(ttl_s * 1000))
 
+    def _webhook_args(self, job: JobRecord) -> tuple[list[str], list]:
+        hook_keys, hook_args = webhooks.create_args(job.id, job.webhook_url, uuid.uuid4().hex)
+        return [keys.job_webhook(job.id), *hook_keys], [*hook_args, self.recovery_grace_s]
+
     def _finish_with(self, job: JobRecord, field: str, value: dict, metrics: dict, log: LogEntry | None,
                      worker: str) -> Finished:
         now = time.time()
+        hook_keys, hook_args = self._webhook_args(job)
         won, started_at = self._finish(
-            keys=[*self._keys(job), keys.RUNNING, keys.job_logs(job.id), keys.job_lease(job.id)],
+            keys=[*self._keys(job), keys.RUNNING, keys.job_logs(job.id), keys.job_lease(job.id), *hook_keys],
             args=[now, self.retention_s, job.id, field, json.dumps(value), json.dumps(metrics),
-                  log.model_dump_json() if log else "", worker],
+                  log.model_dump_json() if log else "", worker, *hook_args],
         )
+        if won == -1:
+            return Finished(False, superseded=True)
         return Finished(bool(won), float(started_at) if started_at else None, now)
 
     def complete(self, job: JobRecord, result: dict, metrics: dict, log: LogEntry | None = None,
                  worker: str = "") -> Finished:
-        """Mark COMPLETED with a result (appending ``log``, dropping ``worker``'s lease); ``won`` only
-        for the first completion."""
+        """Mark COMPLETED with a result (appending ``log``, dropping ``worker``'s lease, creating the
+        webhook's delivery); ``won`` only for the first completion."""
         return self._finish_with(job, "result", result, metrics, log, worker)
 
     def fail(self, job: JobRecord, error_type: str, detail: str, metrics: dict | None = None,
@@ -337,9 +419,12 @@ class JobStore:
         return self._finish_with(job, "error", error, metrics or {}, log, worker)
 
     def cancel(self, job: JobRecord) -> str:
-        """Cancel a job: a queued one completes as cancelled at once, a running one is flagged."""
+        """Cancel a job: a queued one completes as cancelled at once (its webhook's delivery created
+        in the same step), a running one is flagged."""
         error = json.dumps({"error_type": "request_cancelled", "detail": CANCELLED_DETAIL})
-        out = self._cancel(keys=self._keys(job), args=[time.time(), self.retention_s, job.id, error])
+        hook_keys, hook_args = self._webhook_args(job)
+        out = self._cancel(keys=[*self._keys(job), *hook_keys],
+                           args=[time.time(), self.retention_s, job.id, error, *hook_args])
         return out.decode()
 
     def requeue(self, job: JobRecord) -> str:

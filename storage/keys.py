@@ -7,7 +7,8 @@ PREFIX = "darkroom"
 SEQUENCE = f"{PREFIX}:seq"  # submit order, for queue positions
 JOBS_INDEX = f"{PREFIX}:jobs"  # zset id -> created_at, for operators
 RUNNING = f"{PREFIX}:running"  # zset id -> time of its latest start, while IN_PROGRESS
-SWEEP_LOCK = f"{PREFIX}:sweep-lock"  # one orphan sweep at a time across workers
+RECOVERY_LOCK = f"{PREFIX}:recovery-lock"  # one recovery sweep at a time across workers
+WEBHOOKS_PENDING = f"{PREFIX}:webhooks:pending"  # zset id -> when the recovery sweep looks at it next
 
 
 def job(request_id: str) -> str:
@@ -21,6 +22,17 @@ def job_logs(request_id: str) -> str:
 def job_lease(request_id: str) -> str:
     """Held (with a TTL, refreshed by the worker's heartbeat) while a worker runs the job."""
     return f"{PREFIX}:lease:{request_id}"
+
+
+def webhook_lease(request_id: str) -> str:
+    """Held (with a TTL longer than one delivery attempt) while a worker posts the job's webhook."""
+    return f"{PREFIX}:lease:webhook:{request_id}"
+
+
+def started_watermark(broker_list: str) -> str:
+    """The highest sequence number started from one broker list (messages there are served in order,
+    so a record still waiting with a lower number lost its message)."""
+    return f"{PREFIX}:started-seq:{broker_list}"
 
 
 def job_events(request_id: str) -> str:
@@ -37,10 +49,13 @@ def heartbeat(worker_name: str) -> str:
     return f"{PREFIX}:heartbeat:{worker_name}"
 
 
+JOB_WEBHOOK_SUFFIX = ":webhook"  # Lua scripts build webhook keys from job keys with it
+
 
 def job_webhook(request_id: str) -> str:
-    """Hash recording the webhook deliveries of one job (attempts, last outcome, delivered_at)."""
-    return f"{PREFIX}:job:{request_id}:webhook"
+    """Hash of one job's webhook delivery: delivery_id, state, attempts, next_at, seq, last_outcome…
+    (storage/webhooks.py)."""
+    return f"{PREFIX}:job:{request_id}{JOB_WEBHOOK_SUFFIX}"
 
 
 def idempotency(owner: str, key_digest: str) -> str:

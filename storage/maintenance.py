@@ -190,7 +190,6 @@ class Purger:
         self._done.add(rid)
         if not self.dry_run:
             self.store.delete(rid)
-            self.store.r.delete(keys.job_webhook(rid))
 
     def purge_orphan_objects(self) -> None:
         """Object prefixes whose newest object is older than the cut-off and that no record owns."""

@@ -83,6 +83,8 @@ def make_settings(redis_url: str, s3_endpoint: str | None, port: int, **override
         fetch_timeout_s=3.0,
         fetch_allow_hosts=["127.0.0.1", "::1", "localhost"],  # local image/webhook servers in tests
         broker_restore_interval_s=1.0,
+        recovery_interval_s=0.2,  # webhook retries are sent by the recovery sweep
+        recovery_grace_s=2.0,
         webhook_backoff_base_s=0.01,
         webhook_backoff_max_s=0.05,
         webhook_timeout_s=2.0,

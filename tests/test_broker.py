@@ -69,6 +69,17 @@ def test_store_pushes_what_celery_sends(own_db, priority):
     assert from_store["headers"]["id"] != from_store["properties"]["delivery_tag"]
 
 
+def test_webhook_message_is_what_celery_sends(own_db):
+    client = redis.Redis.from_url(own_db)
+    client.delete(broker.WEBHOOK_QUEUE)
+    request_id = str(uuid.uuid4())
+    app = broker.make_celery(Settings(redis_url=own_db))
+    app.send_task(broker.WEBHOOK_TASK, args=[request_id])  # routed to its queue by task_routes
+    from_celery = popped(client, broker.WEBHOOK_QUEUE)
+    broker.push(client, broker.WEBHOOK_QUEUE, broker.webhook_message(request_id))
+    assert without_ids(popped(client, broker.WEBHOOK_QUEUE)) == without_ids(from_celery)
+
+
 def test_create_without_enqueue_pushes_nothing(own_db):
     client = redis.Redis.from_url(own_db)
     client.delete(broker.queue_key("normal"))

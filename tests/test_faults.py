@@ -42,8 +42,8 @@ FAST = dict(
     shutdown_grace_s=5,
     max_wait_ms=150,
     plugins="tests.fault_plugin",
-    orphan_after_s=6,
-    orphan_sweep_interval_s=1.0,
+    recovery_interval_s=0.3,
+    recovery_grace_s=1.0,
     redis_socket_timeout_s=1.0,
 )
 

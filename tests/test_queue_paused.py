@@ -147,30 +147,100 @@ def test_api_does_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
-def test_orphan_sweeper_resends_an_unsent_job_once(paused):
+def _drain(store: JobStore, settings) -> None:
+    """Empty the broker list (no worker consumes this database): as if every message had been taken."""
+    from darkroom import broker
+
+    store.r.delete(broker.queue_key("normal"), broker.queue_key("low"))
+
+
+def _queued_message_ids(store: JobStore, priority: str = "normal") -> list[str]:
+    import base64
+    import json
+
+    from darkroom import broker
+
+    raw = store.r.lrange(broker.queue_key(priority), 0, -1)
+    return [json.loads(base64.b64decode(json.loads(m)["body"]))[0][0] for m in raw]
+
+
+def test_recovery_resends_a_queued_job_whose_message_was_lost(paused):
+    """Lost by kombu's pop-then-record window: the list is empty (or a later job already started),
+    and the job still waits. After the grace it is sent again, once, to the front of its list."""
+    from storage.recovery import Recovery
+
+    client, settings = paused
+    store = store_of(client)
+    _drain(store, settings)
+    lost, later = submit(client), submit(client)
+    store.r.rpop("darkroom")  # the oldest message (lost's) popped and never recorded
+    recovery = Recovery(store.r, grace_s=0.3)
+    assert lost["request_id"] not in recovery.sweep([APP]).queued  # within the grace
+    assert store.start(store.get(later["request_id"]), "w").outcome == "started"  # a later one started
     import time
 
-    from worker.health import OrphanSweeper
+    time.sleep(0.35)
+    resent = recovery.sweep([APP])
+    assert lost["request_id"] in resent.queued and later["request_id"] not in resent.queued
+    assert _queued_message_ids(store)[-1] == lost["request_id"]  # the front: BRPOP takes it next
+    assert lost["request_id"] not in recovery.sweep([APP]).queued  # marked: not again within the grace
+    _drain(store, settings)
 
-    client, _ = paused
+
+def test_recovery_leaves_waiting_messages_alone(paused):
+    import time
+
+    from storage.recovery import Recovery
+
+    client, settings = paused
     store = store_of(client)
-    sub = submit(client)
-    sent: list[tuple[str, str]] = []
-    sweeper = OrphanSweeper(store, lambda rid, prio: sent.append((rid, prio)), lambda: [APP], 60, 0.2)
-    assert (sub["request_id"], "normal") not in sent
-    sweeper.sweep()
-    assert (sub["request_id"], "normal") not in sent  # too recent
-    time.sleep(0.3)
-    sweeper.sweep()
-    assert (sub["request_id"], "normal") in sent
-    sent.clear()
-    sweeper.sweep()
-    assert (sub["request_id"], "normal") not in sent  # touched by the last sweep
-    job = store.get(sub["request_id"])
-    assert store.start(job, "w").outcome == "started"
-    time.sleep(0.3)
-    sweeper.sweep()
-    assert (job.id, "normal") not in sent  # its lease is held
+    _drain(store, settings)
+    waiting = [submit(client)["request_id"] for _ in range(3)]
+    time.sleep(0.35)
+    assert not set(waiting) & set(Recovery(store.r, grace_s=0.3).sweep([APP]).queued)
+    _drain(store, settings)
+
+
+def test_recovery_resends_a_running_job_whose_lease_lapsed(paused):
+    import time
+
+    from storage.recovery import Recovery
+
+    client, settings = paused
+    store = store_of(client)
+    _drain(store, settings)
+    job = store.get(submit(client)["request_id"])
+    assert store.start(job, "w1", lease_ttl_s=0.2).outcome == "started"
+    recovery = Recovery(store.r, grace_s=0.1)
+    assert job.id not in recovery.sweep([APP]).running  # w1 holds the lease
+    time.sleep(0.3)  # w1 stopped renewing it: dead or stalled
+    assert job.id in recovery.sweep([APP]).running
+    assert _queued_message_ids(store)[-1] == job.id
+    restarted = store.start(job, "w2")
+    assert (restarted.outcome, restarted.crashes) == ("crashed", 1)
+    assert store.complete(job, {"images": []}, {}, worker="w1").superseded  # w1 resumes: records nothing
+    assert store.complete(job, {"images": []}, {}, worker="w2").won
+    _drain(store, settings)
+
+
+def test_a_retry_holds_its_job_until_it_is_due(paused):
+    import time
+
+    from storage.recovery import Recovery
+
+    client, settings = paused
+    store = store_of(client)
+    _drain(store, settings)
+    job = store.get(submit(client)["request_id"])
+    assert store.start(job, "w1").outcome == "started"
+    assert store.mark_retry(job.id, "w1", hold_s=0.4)
+    assert not store.mark_retry(job.id, "w2", hold_s=0.4)  # not w2's job
+    recovery = Recovery(store.r, grace_s=0.0)
+    assert job.id not in recovery.sweep([APP]).running
+    time.sleep(0.5)  # the retry's message was lost: its hold lapsed
+    assert job.id in recovery.sweep([APP]).running
+    assert store.start(job, "w2").outcome == "retry"  # a retry, not a crash
+    _drain(store, settings)
 
 
 def test_completion_logs_and_releases_the_lease_in_one_step(paused):

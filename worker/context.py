@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -12,10 +11,11 @@ from darkroom.apps import APPS
 from darkroom.models import use_models_config
 from darkroom.plugins import load_plugins
 from darkroom.settings import Settings
-from storage.jobs import JobStore, redis_client
+from storage.jobs import JobStore
 from storage.objects import ObjectStore, build_object_store
+from storage.recovery import Recovery
 from worker.batcher import Batcher
-from worker.health import Heartbeat, JobTracker, OrphanSweeper, Watchdog, worker_id
+from worker.health import Heartbeat, JobTracker, RecoverySweeper, Watchdog, worker_id
 from worker.imaging import ImageLimits
 from worker.memory import tune_malloc
 from worker.metrics import serve_metrics
@@ -35,15 +35,14 @@ class WorkerContext:
     batcher: Batcher | None = None
     threads: list = field(default_factory=list)
 
-    def start_background(self, resend: Callable[[str, str], None]) -> None:
-        """Heartbeat, hard-limit watchdog and orphan sweeper (the batcher starts with the context).
-        ``resend(request_id, priority)`` sends a job's message again."""
+    def start_background(self) -> None:
+        """Heartbeat, hard-limit watchdog and recovery sweep (the batcher starts with the context)."""
         s = self.settings
         self.threads = [
             Heartbeat(self.store, self.worker_id, self.tracker, s.heartbeat_interval_s, s.heartbeat_ttl_s),
             Watchdog(self.tracker, s.task_hard_time_limit_s),
-            OrphanSweeper(
-                self.store, resend, lambda: list(APPS), s.orphan_sweep_interval_s, s.orphan_after_s
+            RecoverySweeper(
+                Recovery(self.store.r, s.recovery_grace_s), lambda: list(APPS), s.recovery_interval_s
             ),
         ]
         for t in self.threads:
@@ -72,11 +71,10 @@ def build_context(settings: Settings) -> WorkerContext:
         torch.set_num_threads(settings.torch_threads)
     load_plugins(settings)
     use_models_config(settings)
-    client = redis_client(settings.redis_url, settings.redis_socket_timeout_s)
     device = pick_device(settings.device)
     ctx = WorkerContext(
         settings,
-        JobStore(client, settings.retention_s, settings.max_queue_length),
+        JobStore.from_settings(settings),
         build_object_store(settings),
         device,
         ImageLimits.from_settings(settings),

@@ -1,9 +1,11 @@
-"""A worker process's health: its heartbeat key, and the hard time limit watchdog.
+"""A worker process's health: its heartbeat and leases, the hard time limit watchdog and the
+recovery sweep.
 
 Celery's thread pool cannot enforce hard time limits, so a watchdog thread does: when a job has run
-longer than the hard limit, the process exits. Its late-acked messages stay in Redis and are
-redelivered after the visibility timeout; the job store counts that as a crash, and a job that keeps
-doing it ends as ``worker_crash``.
+longer than the hard limit, the process exits. Its leases then lapse and the recovery sweep re-sends
+its jobs within seconds; the job store counts that as a crash, and a job that keeps doing it ends as
+``worker_crash``. Time the process was not running at all (stopped with SIGSTOP, a suspended host)
+is not counted against its jobs: the watchdog notices the gap in its own ticks.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from contextlib import contextmanager
 
 from storage import keys
 from storage.jobs import JobStore
+from storage.recovery import Recovery
 
 log = logging.getLogger(__name__)
 HARD_LIMIT_EXIT_CODE = 70
@@ -26,6 +29,11 @@ HARD_LIMIT_EXIT_CODE = 70
 def worker_id() -> str:
     """This process's identity in job records and heartbeat keys: ``<hostname>:<pid>``."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Superseded(Exception):
+    """This worker's attempt was taken over by another worker (its lease lapsed while this process was
+    stopped or cut off from Redis): the attempt stops quietly and records nothing."""
 
 
 class JobTracker:
@@ -63,6 +71,12 @@ class JobTracker:
                 for rid in request_ids:
                     started = self._active.pop(rid, end)
                     self._spent[rid] = self._spent.get(rid, 0.0) + end - started
+
+    def exclude(self, seconds: float) -> None:
+        """Do not count the last ``seconds`` against the phases running now (the process was stopped)."""
+        with self._lock:
+            for rid in self._active:
+                self._active[rid] += seconds
 
     def forget(self, request_id: str) -> None:
         with self._lock:
@@ -111,7 +125,8 @@ class Heartbeat(_Periodic):
     def tick(self) -> None:
         try:
             self.store.heartbeat(self.worker, self.ttl_s)
-            self.store.refresh_leases(self.tracker.running(), self.worker, self.ttl_s)
+            for rid in self.store.refresh_leases(self.tracker.running(), self.worker, self.ttl_s):
+                log.warning("job %s was taken over by another worker; this attempt will stop", rid)
         except Exception as exc:  # Redis away: keep trying, the key simply expires meanwhile
             log.warning("heartbeat failed: %s", exc)
 
@@ -120,8 +135,15 @@ class Watchdog(_Periodic):
     def __init__(self, tracker: JobTracker, hard_limit_s: float) -> None:
         super().__init__("darkroom-watchdog", min(1.0, hard_limit_s / 10))
         self.tracker, self.hard_limit_s = tracker, hard_limit_s
+        self._last = time.monotonic()
 
     def tick(self) -> None:
+        now = time.monotonic()
+        gap = now - self._last - self.interval_s
+        self._last = now
+        if gap > max(1.0, self.interval_s):  # this thread did not run: the process was stopped
+            log.warning("the worker did not run for %.1fs (stopped?); not counted against its jobs", gap)
+            self.tracker.exclude(gap)
         rid, elapsed = self.tracker.longest()
         if rid is not None and elapsed > self.hard_limit_s:
             limit = self.hard_limit_s
@@ -130,34 +152,26 @@ class Watchdog(_Periodic):
             os._exit(HARD_LIMIT_EXIT_CODE)
 
 
-class OrphanSweeper(_Periodic):
-    """Re-sends jobs whose broker message was lost.
+class RecoverySweeper(_Periodic):
+    """Runs the recovery sweep (storage/recovery.py) every ``recovery_interval_s``, in one worker at a
+    time (a lock that lapses with the interval, so a dead worker's turn passes to another)."""
 
-    Kombu's Redis transport pops a message before it records it as unacknowledged, so a worker killed
-    in between loses it, and the job would wait forever. Every sweep (one worker at a time, under a
-    lock) looks at the oldest queued jobs and the running ones, and re-sends those that nobody holds a
-    lease on and nothing touched for ``orphan_after_s``. A duplicate message is harmless: starting a
-    job is guarded, and a job already running or done is not run again.
-    """
-
-    def __init__(self, store: JobStore, resend, app_ids, interval_s: float, orphan_after_s: float):
-        super().__init__("darkroom-orphan-sweeper", interval_s)
-        self.store, self.resend, self.app_ids, self.orphan_after_s = store, resend, app_ids, orphan_after_s
+    def __init__(self, recovery: Recovery, app_ids, interval_s: float) -> None:
+        super().__init__("darkroom-recovery", interval_s)
+        self.recovery, self.app_ids = recovery, app_ids
 
     def tick(self) -> None:
         try:
-            if self.store.r.set(keys.SWEEP_LOCK, "1", nx=True, px=int(self.interval_s * 1000)):
+            if self.recovery.r.set(keys.RECOVERY_LOCK, "1", nx=True, px=int(self.interval_s * 1000)):
                 self.sweep()
         except Exception as exc:  # Redis away: try again next tick
-            log.warning("orphan sweep failed: %s", exc)
+            log.warning("recovery sweep failed: %s", exc)
 
-    def sweep(self) -> int:
-        cutoff = time.time() - self.orphan_after_s
-        sent = 0
-        for rid in self.store.orphan_candidates(list(self.app_ids()), cutoff):
-            priority = self.store.claim_orphan(rid, cutoff)
-            if priority is not None:
-                log.warning("job %s has no live message or lease; sending it again", rid)
-                self.resend(rid, priority)
-                sent += 1
-        return sent
+    def sweep(self) -> None:
+        resent = self.recovery.sweep(list(self.app_ids()))
+        for what, ids in (("job (message lost)", resent.queued), ("job (worker lost)", resent.running),
+                          ("webhook (message or worker lost)", resent.webhooks)):
+            for rid in ids:
+                log.warning("%s %s: sending it again", what, rid)
+        if resent.webhook_retries:
+            log.info("sent %d due webhook retries", len(resent.webhook_retries))

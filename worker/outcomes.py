@@ -6,10 +6,13 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import redis
+
 from darkroom.errors import DarkroomError, InternalError
 from darkroom.job import JobRecord, LogEntry
 from storage.jobs import Finished
 from worker.context import WorkerContext
+from worker.health import Superseded
 from worker.metrics import job_completed
 
 log = logging.getLogger(__name__)
@@ -17,8 +20,12 @@ log = logging.getLogger(__name__)
 
 @contextmanager
 def record_failure(ctx: WorkerContext, job: JobRecord) -> Iterator[None]:
+    """Record permanent errors as the job's failure. Transient errors, a lost job store (the recovery
+    sweep re-sends the job once its lease lapses) and a takeover propagate."""
     try:
         yield
+    except (Superseded, redis.RedisError):
+        raise
     except DarkroomError as exc:
         if exc.retryable and not job.no_retry:
             ctx.store.add_log(job.id, f"attempt {job.attempts} failed, will retry: {exc.detail}", "WARN")
@@ -34,12 +41,9 @@ def record_failure(ctx: WorkerContext, job: JobRecord) -> Iterator[None]:
 
 def complete_job(ctx: WorkerContext, job: JobRecord, result: dict, metrics: dict,
                  log_entry: LogEntry | None = None) -> bool:
-    """Record a success (with ``log_entry``, releasing this worker's lease); True only for the first
-    completion (the one that may notify)."""
-    finished = ctx.store.complete(job, result, metrics, log_entry, ctx.worker_id)
-    if finished.won:
-        after_completion(ctx, job, None, finished)
-    return finished.won
+    """Record a success (with ``log_entry``, releasing this worker's lease, creating the webhook's
+    delivery); True only for the first completion."""
+    return _finished(ctx, job, None, ctx.store.complete(job, result, metrics, log_entry, ctx.worker_id))
 
 
 def fail_job(ctx: WorkerContext, job: JobRecord, code: str, detail: str, metrics: dict | None = None,
@@ -47,25 +51,12 @@ def fail_job(ctx: WorkerContext, job: JobRecord, code: str, detail: str, metrics
     """Record a failure (with ``log_entry``, releasing this worker's lease); True only for the first
     completion."""
     finished = ctx.store.fail(job, code, detail, metrics, log_entry, ctx.worker_id)
-    if finished.won:
-        after_completion(ctx, job, {"error_type": code, "detail": detail}, finished)
+    return _finished(ctx, job, {"error_type": code, "detail": detail}, finished)
+
+
+def _finished(ctx: WorkerContext, job: JobRecord, error: dict | None, finished: Finished) -> bool:
+    if finished.superseded:
+        log.info("job %s was taken over by another worker; this attempt records nothing", job.id)
+    elif finished.won:
+        job_completed(job, error, finished)
     return finished.won
-
-
-def after_completion(ctx: WorkerContext, job: JobRecord, error: dict | None, finished: Finished) -> None:
-    """Runs once per job, after the transition to COMPLETED won: hands its webhook (if any) to the
-    webhook queue. Delivery is a separate task, so it adds no latency here and never changes the job."""
-    log.debug("job %s completed", job.id)
-    job_completed(job, error, finished)
-    if job.webhook_url:
-        dispatch_webhook(job.id)
-
-
-def dispatch_webhook(request_id: str) -> None:
-    from darkroom.broker import enqueue_webhook
-    from worker.tasks import app
-
-    try:
-        enqueue_webhook(app, request_id)
-    except Exception:  # the job is complete either way; a lost webhook must not fail it
-        log.exception("job %s: could not enqueue its webhook", request_id)

@@ -12,10 +12,11 @@ import redis
 import torch
 
 from darkroom.apps import APPS
-from darkroom.errors import InvalidInput, RequestCancelled, RequestTimeout, WorkerCrash
+from darkroom.errors import DarkroomError, InvalidInput, RequestCancelled, RequestTimeout, WorkerCrash
 from darkroom.job import JobRecord, LogEntry
 from darkroom.logs import request_context
 from worker.context import WorkerContext
+from worker.health import Superseded
 from worker.metrics import batch_ran, job_started
 from worker.outcomes import complete_job, fail_job, record_failure
 from worker.pipelines import Prepared, get_pipeline
@@ -23,21 +24,17 @@ from worker.pipelines import Prepared, get_pipeline
 log = logging.getLogger(__name__)
 
 
-class JobBusy(Exception):
-    """A duplicate delivery of a job a live worker is running. The message must not be dropped (that
-    worker may still die), so the task sends a fresh copy to check back later."""
-
-
 def begin(ctx: WorkerContext, request_id: str) -> JobRecord | None:
-    """Step 1: start an attempt. None when there is nothing (more) to do for this delivery."""
+    """Step 1: start an attempt. None when there is nothing (more) to do for this delivery.
+
+    A duplicate delivery of a job that a live worker holds is dropped: if that worker dies, its lease
+    lapses and the recovery sweep sends the job again."""
     job = ctx.store.get(request_id)
     if job is None:
         log.warning("job %s not found (expired or deleted); dropping its message", request_id)
         return None
     started = ctx.store.start(job, ctx.worker_id, ctx.settings.heartbeat_ttl_s)
-    if started.outcome == "busy":
-        raise JobBusy(f"job {request_id} is running on a live worker")
-    if started.outcome in ("missing", "completed"):
+    if started.outcome in ("missing", "completed", "busy"):
         log.info("job %s: %s; nothing to do for this delivery", request_id, started.outcome)
         return None
     job.attempts, job.crashes = started.attempts, started.crashes
@@ -57,8 +54,12 @@ def begin(ctx: WorkerContext, request_id: str) -> JobRecord | None:
 
 
 def check_step(ctx: WorkerContext, job: JobRecord) -> None:
-    """At every step boundary: stop if the job was cancelled or ran past its soft time limit."""
-    if ctx.store.cancel_requested(job.id):
+    """At every step boundary: stop if another worker took the job over, if it was cancelled or if it
+    ran past its soft time limit."""
+    cancelled, holder = ctx.store.step_check(job.id)
+    if holder is not None and holder != ctx.worker_id:
+        raise Superseded(f"job {job.id} is now held by {holder}")
+    if cancelled:
         raise RequestCancelled("The request was cancelled")
     limit = ctx.settings.task_soft_time_limit_s
     if ctx.tracker.elapsed_s(job.id) > limit:
@@ -131,7 +132,13 @@ def _run_job(ctx: WorkerContext, request_id: str) -> None:
         # Here the job completed (or failed for good): that step released the lease. A heartbeat
         # that raced it may have set the lease once more; it expires unused, as a completed job's
         # lease is never consulted.
-    except BaseException:  # a retry (or an outage): the next delivery must not find the lease held
+    except Superseded as exc:
+        log.info("dropping this attempt of %s: %s", request_id, exc)
+    except DarkroomError as exc:
+        if not exc.retryable:
+            release(ctx, request_id)
+        raise  # a retry: the task hands the lease to the retry (JobStore.mark_retry)
+    except BaseException:  # an outage: the lease lapses or goes, and the recovery sweep re-sends the job
         release(ctx, request_id)
         raise
     finally:

@@ -6,7 +6,7 @@ import logging
 
 from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
-from darkroom.broker import EFFECTS_QUEUE, RUN_JOB_TASK, enqueue, make_celery
+from darkroom.broker import RUN_JOB_TASK, make_celery
 from darkroom.errors import DarkroomError
 from darkroom.logs import TASK_PREFIX, bind_request_id
 from darkroom.settings import get_settings
@@ -14,7 +14,7 @@ from worker.context import WorkerContext, build_context
 from worker.metrics import job_retried
 from worker.outcomes import fail_job
 from worker.retry import backoff_s
-from worker.runner import JobBusy, run_job
+from worker.runner import run_job
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,7 @@ def context() -> WorkerContext:
 
 @worker_ready.connect
 def _on_ready(**_: object) -> None:
-    ctx = context()
-    ctx.start_background(resend=lambda request_id, priority: enqueue(ctx.store.r, request_id, priority))
+    context().start_background()
 
 
 @worker_shutdown.connect
@@ -59,10 +58,6 @@ def run_job_task(self, request_id: str) -> None:
     ctx = context()
     try:
         run_job(ctx, request_id)
-    except JobBusy:
-        delay = ctx.settings.heartbeat_ttl_s
-        log.info("job %s runs elsewhere; checking back in %.1fs", request_id, delay)
-        app.send_task(RUN_JOB_TASK, args=[request_id], queue=EFFECTS_QUEUE, countdown=delay)
     except DarkroomError as exc:
         if not exc.retryable:
             raise
@@ -73,7 +68,9 @@ def run_job_task(self, request_id: str) -> None:
                 fail_job(ctx, job, exc.code, f"{exc.detail} (gave up after {retries + 1} attempts)")
             return
         delay = backoff_s(ctx.settings, retries)
+        if not ctx.store.mark_retry(request_id, ctx.worker_id, delay + ctx.settings.heartbeat_ttl_s):
+            log.info("job %s was taken over or finished meanwhile; no retry from here", request_id)
+            return
         log.warning("job %s: %s; retry %d in %.2fs", request_id, exc.detail, retries + 1, delay)
-        ctx.store.mark_retry(request_id)
         job_retried(exc.code)
         raise self.retry(countdown=delay, exc=exc, max_retries=ctx.settings.retry_max) from exc

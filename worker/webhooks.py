@@ -1,8 +1,13 @@
-"""Delivering a finished job's webhook. One attempt: build the payload, sign it, POST it, record it.
+"""Delivering a finished job's webhook. One attempt: take the delivery's lease, build the payload,
+sign it, POST it, record the outcome.
 
-Torch-free. The Celery task (worker/webhook_task.py) retries failed attempts with backoff, so delivery
-is at-least-once; it never changes the job's status. Each attempt is written to the job's logs and to
-a small Redis hash (``storage.keys.job_webhook``).
+Torch-free. The delivery is a record in the job store (storage/webhooks.py), created with the job's
+completion; the recovery sweep sends retries when due (capped exponential backoff) and re-sends
+deliveries whose message or worker was lost, so delivery is at-least-once and never lost. A delivery
+recorded as ``delivered`` is never posted again. Every POST carries the delivery's stable id in a
+``webhook-id`` header (the Standard Webhooks name) beside the style's own headers, so a receiver can
+drop the one duplicate that remains possible: a POST whose answer never came back. Each attempt is
+written to the job's logs; it never changes the job's status.
 
 Two styles: fal's (``{request_id, gateway_request_id, status: OK|ERROR, payload, error}``, Ed25519
 headers ``X-Fal-Webhook-*``) and eachlabs' (``{id, status, output, input, metrics}``, header
@@ -17,28 +22,31 @@ import json
 import logging
 import random
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import redis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from darkroom import __version__, eachlabs
 from darkroom.errors import DarkroomError
-from darkroom.job import JobRecord
+from darkroom.job import JobRecord, LogEntry
 from darkroom.netguard import UrlPolicy
 from darkroom.outbound import guarded_client, open_url
 from darkroom.outputs import UrlFor, public_result
 from darkroom.settings import Settings
-from darkroom.status import JobStatus
 from darkroom.webhook_signing import load_signing_key, signature_headers
-from storage import keys
 from storage.jobs import JobStore
 from storage.objects import ObjectStore
+from storage.webhooks import WebhookStore
 
 log = logging.getLogger(__name__)
 
 ANONYMOUS_USER = "anonymous"  # X-Fal-Webhook-User-Id of jobs submitted without an API key
+DELIVERY_ID_HEADER = "webhook-id"  # stable across the attempts of one delivery
+_RECORD_POLL_S = 0.2  # between tries to record an outcome while Redis restarts (bounded by a setting)
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,7 @@ class WebhookSender:
         self.store = store
         self.objects = objects
         self.policy = policy or UrlPolicy.from_settings(settings)
+        self.hooks = WebhookStore(store.r, store.retention_s)
         self._key: Ed25519PrivateKey | None = None
 
     @property
@@ -86,9 +95,11 @@ class WebhookSender:
             self._key = load_signing_key(self.settings, self.store.r)
         return self._key
 
-    def build_request(self, job: JobRecord) -> tuple[bytes, dict[str, str]]:
+    def build_request(self, job: JobRecord, delivery_id: str = "") -> tuple[bytes, dict[str, str]]:
         """The exact bytes to POST and their headers (signatures are over these bytes)."""
         headers = {"Content-Type": "application/json", "User-Agent": f"darkroom-webhook/{__version__}"}
+        if delivery_id:
+            headers[DELIVERY_ID_HEADER] = delivery_id
         if job.webhook_style == "eachlabs":
             body = json.dumps(eachlabs.webhook_body(job, self.objects.url)).encode()
             if job.webhook_secret:
@@ -99,17 +110,29 @@ class WebhookSender:
         headers.update(signature_headers(self.signing_key, job.id, job.owner or ANONYMOUS_USER, body))
         return body, headers
 
-    def deliver(self, request_id: str, attempt: int) -> Attempt:
-        """One delivery attempt of a completed job's webhook, recorded."""
+    @property
+    def lease_ttl_s(self) -> float:
+        """An attempt's lease outlives its POST (``webhook_timeout_s``) by the recovery grace."""
+        return self.settings.webhook_timeout_s + self.settings.recovery_grace_s
+
+    def deliver(self, request_id: str) -> Attempt | None:
+        """One delivery attempt of a finished job's webhook, recorded; None when this message has
+        nothing to do (delivered or given up already, another attempt running, a retry not yet due)."""
+        token = uuid.uuid4().hex
+        begun = self.hooks.begin(request_id, token, self.lease_ttl_s)
+        if begun.outcome != "go":
+            log.info("webhook of %s: %s; dropping this message", request_id, begun.outcome)
+            return None
         job = self.store.get(request_id)
-        if job is None or not job.webhook_url or job.status is not JobStatus.COMPLETED:
-            return Attempt(False, False, "nothing to deliver (job gone, unfinished or without webhook)")
-        outcome = self._post(job)
-        self._record(job, attempt, outcome)
+        if job is None or not job.webhook_url:
+            outcome = Attempt(False, False, "nothing to deliver (job gone or without webhook)")
+        else:
+            outcome = self._post(job, begun.delivery_id)
+        self._record(request_id, token, begun.attempt, outcome)
         return outcome
 
-    def _post(self, job: JobRecord) -> Attempt:
-        body, headers = self.build_request(job)
+    def _post(self, job: JobRecord, delivery_id: str) -> Attempt:
+        body, headers = self.build_request(job, delivery_id)
         deadline = time.monotonic() + self.settings.webhook_timeout_s
         try:
             with (
@@ -124,26 +147,30 @@ class WebhookSender:
             return Attempt(False, True, f"{type(exc).__name__}: {exc}")
         return Attempt(200 <= code < 300, not 200 <= code < 300, f"HTTP {code}")
 
-    def _record(self, job: JobRecord, attempt: int, outcome: Attempt) -> None:
+    def _record(self, request_id: str, token: str, attempt: int, outcome: Attempt) -> None:
         limit = self.settings.webhook_max_attempts
+        next_at = 0.0
         if outcome.delivered:
             state, level, verdict = "delivered", "INFO", "delivered"
         elif outcome.retry and attempt < limit:
-            state, level, verdict = "retrying", "WARN", "failed, will retry"
+            state, level, verdict = "retry", "WARN", "failed, will retry"
+            next_at = time.time() + webhook_backoff_s(self.settings, attempt - 1)
         else:
             state, level, verdict = "failed", "ERROR", "failed, giving up"
-        self.store.add_log(job.id, f"webhook attempt {attempt}/{limit} {verdict}: {outcome.detail}", level)
-        key = keys.job_webhook(job.id)  # written after the log line: once it says so, the log is there
-        pipe = self.store.r.pipeline()
-        pipe.hset(key, mapping={
-            "state": state, "attempts": attempt, "last_outcome": outcome.detail, "updated_at": time.time(),
-        })
-        pipe.expire(key, self.store.retention_s)
-        pipe.execute()
-        log.info("job %s: webhook attempt %d %s (%s)", job.id, attempt, verdict, outcome.detail)
+        entry = LogEntry.now(f"webhook attempt {attempt}/{limit} {verdict}: {outcome.detail}", level)
+        recorded = self._record_patiently(request_id, token, state, outcome.detail, entry, next_at)
+        log.info("job %s: webhook attempt %d %s (%s; %s)", request_id, attempt, verdict, outcome.detail,
+                 recorded)
 
-
-def delivery_record(store: JobStore, request_id: str) -> dict[str, str]:
-    """The recorded webhook state of a job: state, attempts, last_outcome, updated_at ({} if none)."""
-    raw = store.r.hgetall(keys.job_webhook(request_id))
-    return {k.decode(): v.decode() for k, v in raw.items()}
+    def _record_patiently(self, request_id: str, token: str, state: str, detail: str, entry: LogEntry,
+                          next_at: float) -> str:
+        """Record the outcome, retrying while Redis is away (a restart takes about a second) for up to
+        ``webhook_timeout_s``: an unrecorded success would be posted again once the lease lapses."""
+        deadline = time.monotonic() + self.settings.webhook_timeout_s
+        while True:
+            try:
+                return self.hooks.record(request_id, token, state, detail, entry, next_at)
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(_RECORD_POLL_S)

@@ -117,15 +117,19 @@ def _submit_route(app_spec: AppSpec):
             caller_of(request), x_fal_queue_priority, x_fal_request_timeout, x_fal_no_retry
         )
 
-        async def accept() -> dict[str, Any]:
-            job, position = await submit_job(svc, app_spec, body, webhook_url=fal_webhook or "", **options)
+        def response(job: JobRecord) -> dict[str, Any]:
             return {
                 "status": JobStatus.IN_QUEUE.value,
                 "request_id": job.id,
                 "gateway_request_id": job.id,
                 **request_urls(svc.settings, job.base_id, job.id),
-                "queue_position": position,
             }
+
+        async def accept(record=None) -> dict[str, Any]:
+            idempotency = (lambda job: record(response(job))) if record else None
+            job, position = await submit_job(svc, app_spec, body, webhook_url=fal_webhook or "",
+                                             idempotency=idempotency, **options)
+            return {**response(job), "queue_position": position}
 
         if idempotency_key:
             body_fingerprint = fingerprint(app_spec.app_id, body)

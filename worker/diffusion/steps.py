@@ -18,12 +18,13 @@ from contextlib import contextmanager
 
 from darkroom.errors import DarkroomError, RequestCancelled, RequestTimeout
 from darkroom.job import JobRecord
+from worker.health import Superseded
 
 
 class MembersStopped(Exception):
     """Some members of a running batch must stop: ``stopped`` maps member index -> its error."""
 
-    def __init__(self, stopped: dict[int, DarkroomError]) -> None:
+    def __init__(self, stopped: dict[int, DarkroomError | Superseded]) -> None:
         super().__init__(f"{len(stopped)} batch member(s) stopped")
         self.stopped = stopped
 
@@ -37,7 +38,7 @@ class StepMonitor:
         interval_s: float = 0.5,
     ) -> None:
         self.jobs = list(jobs)
-        self.check_job = check  # raises RequestCancelled / RequestTimeout for a job that must stop
+        self.check_job = check  # raises RequestCancelled / RequestTimeout / Superseded: it must stop
         self.log = log  # (request_id, message)
         self.interval_s = interval_s
         self.total = 1
@@ -49,12 +50,12 @@ class StepMonitor:
         self.total = max(1, total)
 
     def check(self) -> None:
-        """MembersStopped if any member was cancelled or ran out of time."""
-        stopped: dict[int, DarkroomError] = {}
+        """MembersStopped if any member was cancelled, ran out of time or was taken over."""
+        stopped: dict[int, DarkroomError | Superseded] = {}
         for i, job in enumerate(self.jobs):
             try:
                 self.check_job(job)
-            except (RequestCancelled, RequestTimeout) as exc:
+            except (RequestCancelled, RequestTimeout, Superseded) as exc:
                 stopped[i] = exc
         if stopped:
             raise MembersStopped(stopped)
