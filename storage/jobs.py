@@ -363,17 +363,10 @@ class JobStore:
                              args=[worker, int(ttl_s * 1000)])
         return [request_ids[int(i) - 1] for i in lost]
 
-    def lease_holder(self, request_id: str) -> str | None:
-        holder = self.r.get(keys.job_lease(request_id))
-        return holder.decode() if holder is not None else None
-
-    def step_check(self, request_id: str) -> tuple[bool, str | None]:
-        """At a step boundary, in one round trip: (cancel requested, the lease's holder)."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hget(keys.job(request_id), "cancel_requested")
-        pipe.get(keys.job_lease(request_id))
-        cancel, holder = pipe.execute()
-        return cancel == b"1", holder.decode() if holder is not None else None
+    def step_check(self, request_id: str) -> tuple[bool, str]:
+        """At a step boundary, in one round trip: (cancel requested, the worker of the latest attempt)."""
+        cancel, worker = self.r.hmget(keys.job(request_id), "cancel_requested", "worker")
+        return cancel == b"1", (worker or b"").decode()
 
     def release(self, request_id: str, worker: str) -> None:
         """Drop the job's lease if ``worker`` holds it."""

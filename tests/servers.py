@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,9 +49,11 @@ class Received:
 
 @dataclass
 class WebhookReceiver:
-    """Records every POST; answers 500 to the first ``fail_first`` of them, then 200."""
+    """Records every POST; answers 500 to the first ``fail_first`` of them, then 200 (after
+    ``delay_s``: a slow receiver keeps deliveries in flight)."""
 
     fail_first: int = 0
+    delay_s: float = 0.0
     received: list[Received] = field(default_factory=list)
     answered: list[int] = field(default_factory=list)
 
@@ -60,6 +63,7 @@ class WebhookReceiver:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                time.sleep(receiver.delay_s)
                 code = 500 if len(receiver.answered) < receiver.fail_first else 200
                 receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
                 receiver.answered.append(code)

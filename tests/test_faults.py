@@ -24,8 +24,10 @@ import redis
 
 from darkroom.broker import RUN_JOB_TASK, make_celery
 from darkroom.embedded import free_port, start_redis
+from storage.webhooks import WebhookStore
 from tests.conftest import ServerThread, make_settings, start_worker, stop_process, wait_for
 from tests.images import gradient, png_data_uri
+from tests.servers import WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(120)]
 FAULTS = "darkroom-test/faults"
@@ -44,6 +46,8 @@ FAST = dict(
     plugins="tests.fault_plugin",
     recovery_interval_s=0.3,
     recovery_grace_s=1.0,
+    idempotency_claim_ttl_s=2,
+    webhook_timeout_s=3.0,
     redis_socket_timeout_s=1.0,
 )
 
@@ -128,12 +132,13 @@ def ensure_worker(env: dict) -> None:
         spawn(env, "shared", "--concurrency", "4")
 
 
-def submit(env: dict, count: int, **fields) -> list[str]:
+def submit(env: dict, count: int, webhook: str | None = None, **fields) -> list[str]:
     body = {"image_url": png_data_uri(gradient(16, 16)), **fields}
     url = f"{env['settings'].api_base_url}/{FAULTS}"
+    params = {"fal_webhook": webhook} if webhook else None
     ids = []
     for _ in range(count):
-        resp = httpx.post(url, json=body, timeout=10)
+        resp = httpx.post(url, json=body, params=params, timeout=10)
         assert resp.status_code == 200, resp.text
         ids.append(resp.json()["request_id"])
     return ids
@@ -190,6 +195,15 @@ def test_sigkill_worker_mid_batch(env):
     assert [(j.error, j.crashes, j.attempts) for j in jobs] == [(None, 1, 2)] * 4
 
 
+def messages_gone(env: dict, request_id: str) -> bool:
+    """No message for ``request_id`` waits on a broker list or is held unacknowledged by a worker:
+    every copy sent was taken and acknowledged."""
+    client = redis.Redis.from_url(env["settings"].redis_url)
+    lists = [m for q in ("darkroom", "darkroom:9", "darkroom.webhooks") for m in client.lrange(q, 0, -1)]
+    held = client.hvals("unacked")
+    return not any(request_id.encode() in m for m in lists + held)
+
+
 def test_duplicate_delivery_has_one_effect(env):
     ensure_worker(env)
     ids = submit(env, 1)
@@ -197,7 +211,7 @@ def test_duplicate_delivery_has_one_effect(env):
     celery = make_celery(env["settings"])
     for _ in range(2):
         celery.send_task(RUN_JOB_TASK, args=[ids[0]], queue="darkroom")
-    time.sleep(1.0)
+    wait_for(lambda: messages_gone(env, ids[0]), timeout_s=20)  # both duplicates consumed
     (job,) = assert_done_once(env, ids)
     assert job.attempts == 1
 
@@ -379,3 +393,166 @@ def test_job_whose_message_was_lost_is_sent_again(env):
     wait_status(env, [job.id], "COMPLETED", timeout_s=40)
     (done,) = assert_done_once(env, [job.id])
     assert done.error is None and done.attempts == 1
+
+
+def webhook_posts(receiver: WebhookReceiver) -> Counter[str]:
+    return Counter(r.json()["request_id"] for r in receiver.received)
+
+
+def assert_webhooks_once(receiver: WebhookReceiver, ids: list[str]) -> None:
+    wait_for(lambda: set(ids) <= set(webhook_posts(receiver)), timeout_s=40)
+    posts = webhook_posts(receiver)
+    assert all(posts[i] == 1 for i in ids), {i: posts[i] for i in ids if posts[i] != 1}
+    assert all(r.headers["webhook-id"] for r in receiver.received)
+
+
+def kill_and_restart_redis(env: dict, down_s: float = 0.5) -> None:
+    env["redis"].kill()  # SIGKILL: what the kernel holds of the AOF survives, as in a real crash
+    env["redis"].wait(timeout=10)
+    time.sleep(down_s)
+    env["redis"], _ = start_redis(env["redis_dir"], port=env["redis_port"])
+
+
+@pytest.mark.parametrize("busy", [1, 4, 8])
+def test_redis_killed_with_slots_partly_busy_and_webhooks_in_flight(env, busy):
+    """Celery 5.7 / kombu 5.7 workers exit on a Redis restart when some slots are busy and some free;
+    with the pinned versions they reconnect. Jobs and webhooks in flight complete once."""
+    worker = only_worker(env, f"k{busy}", 8)
+    receiver = WebhookReceiver(delay_s=0.3)  # deliveries in flight when Redis dies
+    try:
+        early = submit(env, 3, webhook=receiver.url)
+        wait_status(env, early, "COMPLETED")
+        slow = submit(env, busy, webhook=receiver.url, mode="slow", sleep_ms=1500)
+        wait_for(lambda: sum(store(env).get(i).status == "IN_PROGRESS" for i in slow) == busy, timeout_s=30)
+        kill_and_restart_redis(env)
+        wait_status(env, slow, "COMPLETED", timeout_s=60)
+        assert worker.poll() is None, "the worker must survive a Redis restart"
+        jobs = assert_done_once(env, early + slow)
+        assert all(j.error is None for j in jobs)
+        assert_webhooks_once(receiver, early + slow)
+    finally:
+        receiver.close()
+
+
+def test_stalled_worker_is_taken_over_and_drops_its_jobs_quietly(env, tmp_path):
+    """SIGSTOP past the lease: another worker takes the jobs over; after SIGCONT the stalled one
+    neither records a failure nor exits (its watchdog does not count the stopped time)."""
+    log_path = tmp_path / "stalled.log"
+    with open(log_path, "wb") as log_file:
+        stalled = only_worker(env, "stall", 4)
+        stop_process(stalled)
+        stalled = start_worker(env["settings"], f"stall-{time.monotonic_ns()}@faults", "--concurrency", "4",
+                               stderr=log_file)
+        env["workers"].append(stalled)
+        key = f"darkroom:heartbeat:{socket.gethostname()}:{stalled.pid}"
+        wait_for(lambda: redis.Redis.from_url(env["settings"].redis_url).exists(key), timeout_s=30)
+        receiver = WebhookReceiver()
+        try:
+            ids = submit(env, 4, webhook=receiver.url, mode="slow", sleep_ms=1500)
+            wait_status(env, ids, "IN_PROGRESS")
+            stalled.send_signal(signal.SIGSTOP)
+            spawn(env, "rescuer", "--concurrency", "4")
+            wait_status(env, ids, "COMPLETED", timeout_s=40)  # past the hard limit (2.5 s) too
+            stalled.send_signal(signal.SIGCONT)
+            wait_for(lambda: log_path.read_bytes().count(b"dropping this attempt") == len(ids), timeout_s=20)
+            assert stalled.poll() is None, "a resumed worker must not exit"
+            jobs = assert_done_once(env, ids)
+            assert all(j.error is None and j.crashes == 1 for j in jobs)
+            assert_webhooks_once(receiver, ids)
+        finally:
+            stalled.send_signal(signal.SIGCONT)
+            receiver.close()
+
+
+def test_worker_sigkilled_with_default_visibility_recovers_from_leases(env):
+    """The broker would redeliver after an hour; the lapsed leases bring the jobs back in seconds."""
+    defaults = env["settings"].model_copy(update={
+        "visibility_timeout_s": 3600, "broker_restore_interval_s": 30.0,
+        "task_soft_time_limit_s": 600, "task_hard_time_limit_s": 900,
+    })
+    for w in env["workers"]:
+        stop_process(w, timeout_s=10)
+    doomed = start_worker(defaults, f"doomed-{time.monotonic_ns()}@faults", "--concurrency", "4")
+    env["workers"].append(doomed)
+    receiver = WebhookReceiver()
+    try:
+        ids = submit(env, 4, webhook=receiver.url, mode="slow", sleep_ms=1500)
+        wait_status(env, ids, "IN_PROGRESS")
+        doomed.kill()
+        doomed.wait()
+        heir = start_worker(defaults, f"heir-{time.monotonic_ns()}@faults", "--concurrency", "4")
+        env["workers"].append(heir)
+        wait_status(env, ids, "COMPLETED", timeout_s=40)
+        jobs = assert_done_once(env, ids)
+        assert [(j.error, j.crashes) for j in jobs] == [(None, 1)] * 4
+        assert_webhooks_once(receiver, ids)
+    finally:
+        receiver.close()
+
+
+def test_webhook_whose_message_was_lost_is_delivered_once(env):
+    """The job completed and its delivery record exists, but the message was popped and never
+    recorded (kombu's window): the recovery sweep sends it again; a later duplicate posts nothing."""
+    import uuid
+
+    from darkroom import broker
+    from darkroom.job import JobRecord
+
+    for w in env["workers"]:
+        stop_process(w, timeout_s=10)
+    receiver = WebhookReceiver()
+    try:
+        js = store(env)
+        job = JobRecord(id=str(uuid.uuid4()), app_id=FAULTS, base_id=FAULTS, created_at=time.time(), seed=1,
+                        input={"image_url": "x", "seed": 1}, webhook_url=receiver.url)
+        js.create(job)
+        js.start(job, "ghost")
+        assert js.complete(job, {"images": []}, {}, worker="ghost").won
+        client = redis.Redis.from_url(env["settings"].redis_url)
+        assert job.id.encode() in client.rpop("darkroom.webhooks")  # popped, never recorded
+        ensure_worker(env)
+        assert_webhooks_once(receiver, [job.id])
+        wait_for(lambda: js.get(job.id) and WebhookStore(js.r, 60).get(job.id)["state"] == "delivered")
+        broker.push(client, broker.WEBHOOK_QUEUE, broker.webhook_message(job.id))  # comes back
+        wait_for(lambda: messages_gone(env, job.id), timeout_s=20)
+        assert webhook_posts(receiver)[job.id] == 1
+    finally:
+        receiver.close()
+
+
+def test_redis_dying_between_idempotency_claim_and_creation(env):
+    """The API claimed the key, then Redis died before the job was created: the claim survives the
+    restart (AOF) but expires within idempotency_claim_ttl_s, so the client's retry gets through, and
+    the key then maps to exactly one job."""
+    import asyncio
+
+    from api.app import build_services
+    from api.idempotency import fingerprint, submit_once
+    from darkroom.apps import APPS
+
+    settings = env["settings"]
+    svc = build_services(settings)
+    body = {"image_url": png_data_uri(gradient(8, 8))}
+    same_body = fingerprint(FAULTS, APPS[FAULTS].input_model.model_validate(body))
+
+    async def submit_while_redis_dies(record):
+        kill_and_restart_redis(env, down_s=0.2)
+        raise redis.ConnectionError("Redis went away before the job was created")
+
+    with pytest.raises(redis.ConnectionError):
+        asyncio.run(submit_once(svc, "order-crash", same_body, submit_while_redis_dies))
+    url = f"{settings.api_base_url}/{FAULTS}"
+    headers = {"Idempotency-Key": "order-crash"}
+    statuses = []
+
+    def accepted():
+        resp = httpx.post(url, json=body, headers=headers, timeout=10)
+        statuses.append(resp.status_code)
+        return resp if resp.status_code == 200 else None
+
+    first = wait_for(accepted, timeout_s=15, interval_s=0.2)
+    assert 429 in statuses[:1], "the claim outlived the restart and was honoured at first"
+    again = httpx.post(url, json=body, headers=headers, timeout=10)
+    assert again.json()["request_id"] == first.json()["request_id"]
+    ensure_worker(env)
+    wait_status(env, [first.json()["request_id"]], "COMPLETED")

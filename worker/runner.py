@@ -56,9 +56,9 @@ def begin(ctx: WorkerContext, request_id: str) -> JobRecord | None:
 def check_step(ctx: WorkerContext, job: JobRecord) -> None:
     """At every step boundary: stop if another worker took the job over, if it was cancelled or if it
     ran past its soft time limit."""
-    cancelled, holder = ctx.store.step_check(job.id)
-    if holder is not None and holder != ctx.worker_id:
-        raise Superseded(f"job {job.id} is now held by {holder}")
+    cancelled, latest = ctx.store.step_check(job.id)
+    if latest and latest != ctx.worker_id:
+        raise Superseded(f"another attempt of job {job.id} started on {latest}")
     if cancelled:
         raise RequestCancelled("The request was cancelled")
     limit = ctx.settings.task_soft_time_limit_s
