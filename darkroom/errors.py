@@ -128,3 +128,9 @@ class ProxyTargetRefused(DarkroomError):
     """The client proxy route was asked for a URL that is not a fal URL Darkroom serves."""
 
     code = "proxy_target_refused"
+
+
+class Superseded(Exception):
+    """Not a request error (never reaches a client): a worker's attempt at a job was taken over by
+    another worker, because its lease lapsed while this process was stopped or cut off from Redis.
+    The attempt stops quietly and records nothing."""

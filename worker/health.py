@@ -31,11 +31,6 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class Superseded(Exception):
-    """This worker's attempt was taken over by another worker (its lease lapsed while this process was
-    stopped or cut off from Redis): the attempt stops quietly and records nothing."""
-
-
 class JobTracker:
     """Time each job spends in active phases (prepare, its batch on the device, finish).
 

@@ -8,11 +8,10 @@ from contextlib import contextmanager
 
 import redis
 
-from darkroom.errors import DarkroomError, InternalError
+from darkroom.errors import DarkroomError, InternalError, Superseded
 from darkroom.job import JobRecord, LogEntry
 from storage.jobs import Finished
 from worker.context import WorkerContext
-from worker.health import Superseded
 from worker.metrics import job_completed
 
 log = logging.getLogger(__name__)

@@ -12,11 +12,17 @@ import redis
 import torch
 
 from darkroom.apps import APPS
-from darkroom.errors import DarkroomError, InvalidInput, RequestCancelled, RequestTimeout, WorkerCrash
+from darkroom.errors import (
+    DarkroomError,
+    InvalidInput,
+    RequestCancelled,
+    RequestTimeout,
+    Superseded,
+    WorkerCrash,
+)
 from darkroom.job import JobRecord, LogEntry
 from darkroom.logs import request_context
 from worker.context import WorkerContext
-from worker.health import Superseded
 from worker.metrics import batch_ran, job_started
 from worker.outcomes import complete_job, fail_job, record_failure
 from worker.pipelines import Prepared, get_pipeline

@@ -16,9 +16,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from darkroom.errors import DarkroomError, RequestCancelled, RequestTimeout
+from darkroom.errors import DarkroomError, RequestCancelled, RequestTimeout, Superseded
 from darkroom.job import JobRecord
-from worker.health import Superseded
 
 
 class MembersStopped(Exception):
