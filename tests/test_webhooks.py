@@ -18,13 +18,13 @@ from darkroom.broker import WEBHOOK_QUEUE, WEBHOOK_TASK
 from darkroom.netguard import UrlPolicy
 from darkroom.settings import Settings
 from darkroom.webhook_signing import signed_message
+from storage import keys
 from storage.jobs import JobStore, redis_client
 from storage.objects import build_object_store
+from storage.webhooks import WebhookStore
 from tests.conftest import make_settings, wait_for
 from tests.images import gradient, png_data_uri
 from tests.servers import WebhookReceiver
-from storage import keys
-from storage.webhooks import WebhookStore
 from worker.webhooks import DELIVERY_ID_HEADER, WebhookSender, webhook_backoff_s
 
 APP = "fal-ai/post-processing"
