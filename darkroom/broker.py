@@ -7,13 +7,14 @@ Delivery settings and why:
   mid-job leaves it in Redis for another worker.
 - ``task_reject_on_worker_lost``: when a pool child dies, the message is re-queued instead of acked.
 - ``task_acks_on_failure_or_timeout = False``: the runner records every job failure itself; an
-  exception that escapes the task means the job store was unreachable, so the message stays unacked
-  and is redelivered after the visibility timeout.
+  exception that escapes the task means the job store was unreachable. Celery then rejects the
+  message without requeue (it is gone); the job comes back from its record, through the workers'
+  recovery sweep (storage/recovery.py), as does anything else a lost message or worker leaves.
 - ``worker_prefetch_multiplier = 1``: each slot reserves one message, so idle workers get work and a
   dying worker strands as little as possible.
-- ``visibility_timeout``: Redis redelivers an unacked message after this; it must be longer than the
-  hard time limit (Settings enforces it) or a slow job would run twice. Workers sweep for such
-  messages every ``broker_restore_interval_s``.
+- ``visibility_timeout``: the broker's last resort: Redis redelivers an unacked message after this;
+  it must be longer than the hard time limit (Settings enforces it) or a slow job would run twice.
+  Workers sweep for such messages every ``broker_restore_interval_s``.
 - ``worker_soft_shutdown_timeout``: on SIGTERM running jobs get ``shutdown_grace_s`` to finish;
   then the worker stops and its unacked messages go back to the queue.
 - ``broker_transport``: kombu's Redis transport, with one client per channel instead of a new one
