@@ -164,9 +164,12 @@ def _queued_message_ids(store: JobStore, priority: str = "normal") -> list[str]:
     return [json.loads(base64.b64decode(json.loads(m)["body"]))[0][0] for m in raw]
 
 
+PATIENT, EAGER = 3600.0, 0.0  # recovery graces: "not yet" and "now" without racing the clock
+
+
 def test_recovery_resends_a_queued_job_whose_message_was_lost(paused):
-    """Lost by kombu's pop-then-record window: the list is empty (or a later job already started),
-    and the job still waits. After the grace it is sent again, once, to the front of its list."""
+    """Lost by kombu's pop-then-record window: a later job of the same list already started, and the
+    job still waits. Past the grace it is sent again, once, to the front of its list."""
     from storage.recovery import Recovery
 
     client, settings = paused
@@ -174,47 +177,40 @@ def test_recovery_resends_a_queued_job_whose_message_was_lost(paused):
     _drain(store, settings)
     lost, later = submit(client), submit(client)
     store.r.rpop("darkroom")  # the oldest message (lost's) popped and never recorded
-    recovery = Recovery(store.r, grace_s=0.3)
-    assert lost["request_id"] not in recovery.sweep([APP]).queued  # within the grace
+    assert lost["request_id"] not in Recovery(store.r, EAGER).sweep([APP]).queued  # nothing says lost yet
     assert store.start(store.get(later["request_id"]), "w").outcome == "started"  # a later one started
-    import time
-
-    time.sleep(0.35)
-    resent = recovery.sweep([APP])
+    assert lost["request_id"] not in Recovery(store.r, PATIENT).sweep([APP]).queued  # within the grace
+    resent = Recovery(store.r, EAGER).sweep([APP])
     assert lost["request_id"] in resent.queued and later["request_id"] not in resent.queued
     assert _queued_message_ids(store)[-1] == lost["request_id"]  # the front: BRPOP takes it next
-    assert lost["request_id"] not in recovery.sweep([APP]).queued  # marked: not again within the grace
+    assert lost["request_id"] not in Recovery(store.r, PATIENT).sweep([APP]).queued  # marked just now
     _drain(store, settings)
 
 
-def test_recovery_leaves_waiting_messages_alone(paused):
-    import time
-
+def test_recovery_resends_queued_jobs_when_their_list_is_empty(paused):
     from storage.recovery import Recovery
 
     client, settings = paused
     store = store_of(client)
     _drain(store, settings)
     waiting = [submit(client)["request_id"] for _ in range(3)]
-    time.sleep(0.35)
-    assert not set(waiting) & set(Recovery(store.r, grace_s=0.3).sweep([APP]).queued)
+    assert not set(waiting) & set(Recovery(store.r, EAGER).sweep([APP]).queued)  # messages are there
+    _drain(store, settings)  # every message taken, none started
+    assert set(waiting) <= set(Recovery(store.r, EAGER).sweep([APP]).queued)
     _drain(store, settings)
 
 
 def test_recovery_resends_a_running_job_whose_lease_lapsed(paused):
-    import time
-
     from storage.recovery import Recovery
 
     client, settings = paused
     store = store_of(client)
     _drain(store, settings)
     job = store.get(submit(client)["request_id"])
-    assert store.start(job, "w1", lease_ttl_s=0.2).outcome == "started"
-    recovery = Recovery(store.r, grace_s=0.1)
-    assert job.id not in recovery.sweep([APP]).running  # w1 holds the lease
-    time.sleep(0.3)  # w1 stopped renewing it: dead or stalled
-    assert job.id in recovery.sweep([APP]).running
+    assert store.start(job, "w1", lease_ttl_s=60).outcome == "started"
+    assert job.id not in Recovery(store.r, EAGER).sweep([APP]).running  # w1 holds the lease
+    store.r.delete(keys.job_lease(job.id))  # w1 stopped renewing it (dead or stalled): it lapsed
+    assert job.id in Recovery(store.r, EAGER).sweep([APP]).running
     assert _queued_message_ids(store)[-1] == job.id
     restarted = store.start(job, "w2")
     assert (restarted.outcome, restarted.crashes) == ("crashed", 1)
@@ -224,8 +220,6 @@ def test_recovery_resends_a_running_job_whose_lease_lapsed(paused):
 
 
 def test_a_retry_holds_its_job_until_it_is_due(paused):
-    import time
-
     from storage.recovery import Recovery
 
     client, settings = paused
@@ -233,12 +227,11 @@ def test_a_retry_holds_its_job_until_it_is_due(paused):
     _drain(store, settings)
     job = store.get(submit(client)["request_id"])
     assert store.start(job, "w1").outcome == "started"
-    assert store.mark_retry(job.id, "w1", hold_s=0.4)
-    assert not store.mark_retry(job.id, "w2", hold_s=0.4)  # not w2's job
-    recovery = Recovery(store.r, grace_s=0.0)
-    assert job.id not in recovery.sweep([APP]).running
-    time.sleep(0.5)  # the retry's message was lost: its hold lapsed
-    assert job.id in recovery.sweep([APP]).running
+    assert store.mark_retry(job.id, "w1", hold_s=60)
+    assert not store.mark_retry(job.id, "w2", hold_s=60)  # not w2's job
+    assert job.id not in Recovery(store.r, EAGER).sweep([APP]).running
+    store.r.delete(keys.job_lease(job.id))  # the retry's message was lost and its hold lapsed
+    assert job.id in Recovery(store.r, EAGER).sweep([APP]).running
     assert store.start(job, "w2").outcome == "retry"  # a retry, not a crash
     _drain(store, settings)
 
