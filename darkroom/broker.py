@@ -104,7 +104,7 @@ def task_message(task: str, request_id: str, queue: str, priority: int = 0) -> s
         "lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None,
         "expires": None, "group": None, "group_index": None, "retries": 0, "timelimit": [None, None],
         "root_id": task_id, "parent_id": None, "argsrepr": repr(args), "kwargsrepr": "{}",
-        "origin": _ORIGIN, "ignore_result": False, "replaced_task_nesting": 0,
+        "origin": _ORIGIN, "ignore_result": None, "replaced_task_nesting": 0,
         "stamped_headers": None, "stamps": {},
     }
     properties = {
