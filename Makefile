@@ -35,8 +35,9 @@ install-test: $(VENV)/.installed-test  ## install Darkroom with its test extras
 run: install  ## run the whole service on this machine (embedded Redis, local storage, CPU)
 	$(BIN)/darkroom up
 
-lint: install-test  ## ruff
+lint: install-test  ## ruff, and the layer contracts (import-linter, [tool.importlinter] in pyproject.toml)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: install-test lint  ## lint, then the whole test suite
 	$(BIN)/python -m pytest

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 
+from darkroom.acceptance import CONTENT_TYPES, ImageLimits, parse_data_uri, screen
 from darkroom.apps import AppSpec
 from darkroom.apps.post_processing import ImageInputBase
 from darkroom.errors import InvalidInput
@@ -18,8 +19,6 @@ from darkroom.metrics import count_submitted
 from darkroom.netguard import precheck_url
 from darkroom.refs import OBJECT_REF_PREFIX, own_file_key
 from storage.jobs import IdempotentWrite
-from worker.imaging import ImageLimits, parse_data_uri
-from worker.screening import CONTENT_TYPES, screen
 
 from .deps import Services
 

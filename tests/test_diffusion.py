@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from pydantic import ValidationError
 
+from darkroom.acceptance import ImageLimits
 from darkroom.apps import APPS
 from darkroom.apps.diffusion import REFINE_APP, UPSCALE_APP, RefineInput, UpscaleInput
 from darkroom.cli import main as cli
@@ -38,7 +39,6 @@ from worker.context import WorkerContext
 from worker.diffusion.loader import PipelineCache
 from worker.diffusion.steps import StepMonitor
 from worker.diffusion.tiler import plan, run_tiled, tile_starts
-from worker.imaging import ImageLimits
 from worker.pipelines import diffusion
 from worker.runner import finish as runner_finish
 

@@ -16,20 +16,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms, ImageFile
 
+from darkroom import acceptance
+from darkroom.acceptance import ImageLimits, parse_data_uri, probe, sniff
 from darkroom.errors import ImageTooLarge, InternalError, InvalidInput, UnsupportedImage
 from darkroom.settings import Settings
-from worker import imaging
 from worker.imaging import (
     DecodedImage,
-    ImageLimits,
     data_uri,
     decode,
     encode,
     from_tensor,
-    parse_data_uri,
-    probe,
     resize_rgb,
-    sniff,
     to_tensor,
 )
 
@@ -502,4 +499,4 @@ def test_import_does_not_load_torch():
 
 
 def test_module_names_its_accepted_formats():
-    assert imaging.ACCEPTED_FORMATS == ("png", "jpeg", "webp", "gif", "tiff", "bmp")
+    assert acceptance.ACCEPTED_FORMATS == ("png", "jpeg", "webp", "gif", "tiff", "bmp")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from darkroom.acceptance import ImageLimits
 from darkroom.apps import APPS
 from darkroom.models import use_models_config
 from darkroom.plugins import load_plugins
@@ -16,7 +17,6 @@ from storage.objects import ObjectStore, build_object_store
 from storage.recovery import Recovery
 from worker.batcher import Batcher
 from worker.health import Heartbeat, JobTracker, RecoverySweeper, Watchdog, worker_id
-from worker.imaging import ImageLimits
 from worker.memory import tune_malloc
 from worker.metrics import serve_metrics
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 
+from darkroom.acceptance import parse_data_uri
 from darkroom.errors import FetchFailed, NotFound
 from darkroom.outbound import fetch_bytes
 from darkroom.refs import object_ref_key, own_file_key
 from darkroom.settings import Settings
 from storage.objects import ObjectStore
-from worker.imaging import parse_data_uri
 
 log = logging.getLogger(__name__)
 

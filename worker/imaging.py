@@ -1,18 +1,18 @@
 """All image format conversion for Darkroom: bytes -> arrays -> tensors -> bytes (decisions §6-§9).
 
-Importing this module does not import torch: the API process calls :func:`sniff` and :func:`probe` on
-uploads and stays torch-free; the tensor functions import torch when called.
+Importing this module does not import torch; the tensor functions import it when called. What an
+input must be to be accepted at all (format, caps, data URIs, integrity) is darkroom/acceptance.py,
+which the API uses too; :func:`decode` opens inputs through it.
 
 Choices made here:
 
-* **Formats** are sniffed from the content (never the file name or a declared content type): PNG,
-  JPEG, WebP, GIF, TIFF, BMP. Pillow is told to try only the sniffed format.
-* **Caps** (bytes, pixels, sides) are checked on the header, before any pixel data is decoded.
-  Pillow's own bomb guard (the process-global ``Image.MAX_IMAGE_PIXELS``) is left alone: it still
-  refuses anything over twice its limit (DecompressionBombError, mapped to ImageTooLarge), and a
-  DecompressionBombWarning that a warnings filter turned into an error maps the same way. With the
-  default caps ours is the tighter check; a cap configured above Pillow's limit therefore reaches at
-  most ``2 * MAX_IMAGE_PIXELS`` (about 179 megapixels), and between the two Pillow emits its warning.
+* **Caps** (bytes, pixels, sides) are checked on the header by darkroom.acceptance before any pixel
+  data is decoded. Pillow's own bomb guard (the process-global ``Image.MAX_IMAGE_PIXELS``) is left
+  alone: it still refuses anything over twice its limit (DecompressionBombError, mapped to
+  ImageTooLarge), and a DecompressionBombWarning that a warnings filter turned into an error maps
+  the same way. With the default caps ours is the tighter check; a cap configured above Pillow's
+  limit therefore reaches at most ``2 * MAX_IMAGE_PIXELS`` (about 179 megapixels), and between the
+  two Pillow emits its warning.
 * ``ImageFile.LOAD_TRUNCATED_IMAGES`` is a process-global switch; :func:`decode` refuses to run while
   anything has turned it on (it would accept truncated files silently) instead of flipping it back.
 * **First frame** of animated GIF/WebP/PNG and multi-page TIFF; EXIF orientation is applied (a broken
@@ -33,11 +33,9 @@ Choices made here:
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import io
 import logging
-import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -45,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from darkroom.acceptance import PIL_NAMES, ImageLimits, check_size, open_checked
 from darkroom.errors import ImageTooLarge, InternalError, InvalidInput, UnsupportedImage
 
 try:  # LittleCMS bindings are optional in Pillow builds.
@@ -55,58 +54,18 @@ except ImportError:  # pragma: no cover - depends on the Pillow build
 if TYPE_CHECKING:
     import torch
 
-    from darkroom.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ACCEPTED_FORMATS = ("png", "jpeg", "webp", "gif", "tiff", "bmp")
-ACCEPTED_TEXT = "PNG, JPEG, WebP, GIF, TIFF or BMP"
 OUTPUT_FORMATS = ("png", "jpeg", "webp")
 PNG_COMPRESS_LEVEL = 1
 
-_PIL_NAME = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "gif": "GIF", "tiff": "TIFF", "bmp": "BMP"}
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-    (b"II*\x00", "tiff"),
-    (b"MM\x00*", "tiff"),
-    (b"II+\x00", "tiff"),  # BigTIFF
-    (b"MM\x00+", "tiff"),
-    (b"BM", "bmp"),
-)
 _OUTPUT = {  # format -> (content type, extension, max side)
     "png": ("image/png", "png", 2**31 - 1),
     "jpeg": ("image/jpeg", "jpg", 65_500),
     "webp": ("image/webp", "webp", 16_383),
 }
 _WIDE_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    """Caps applied to every input before it is decoded."""
-
-    max_bytes: int = 50 * 1024 * 1024
-    max_pixels: int = 50_000_000
-    max_side_px: int = 16384
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ImageLimits:
-        """The limits configured in ``settings`` (``max_input_bytes``, ``max_pixels``, ``max_side_px``)."""
-        return cls(settings.max_input_bytes, settings.max_pixels, settings.max_side_px)
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    """What the header says: format (one of ``ACCEPTED_FORMATS``), size, frame count, Pillow mode."""
-
-    format: str
-    width: int
-    height: int
-    frames: int
-    mode: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,105 +96,6 @@ class EncodedImage:
     height: int
 
 
-# --- sniffing and probing --------------------------------------------------------------------------
-
-
-def sniff(data: bytes) -> str | None:
-    """The accepted format the bytes really are (``"png"``, ``"jpeg"``, ...), or None."""
-    head = bytes(data[:16])
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    for magic, fmt in _MAGIC:
-        if head.startswith(magic):
-            return fmt
-    return None
-
-
-def _describe_unknown(data: bytes) -> str:
-    """A short name for data that is not an accepted image, for the error message."""
-    head = bytes(data[:1024]).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if not head:
-        return "empty data"
-    if b"<svg" in head:
-        return "SVG"
-    if head.startswith(b"<!doctype html") or b"<html" in head:
-        return "HTML"
-    if head.startswith(b"%pdf"):
-        return "PDF"
-    if head[4:8] == b"ftyp":
-        return "HEIF/AVIF or other ISO media"
-    text = head.decode("utf-8", "ignore")
-    if b"\x00" not in head and sum(c.isprintable() or c.isspace() for c in text) >= 0.95 * len(text):
-        return "text"
-    return "unrecognised binary data"
-
-
-def _check_bytes(data: bytes, limits: ImageLimits) -> None:
-    if len(data) > limits.max_bytes:
-        raise ImageTooLarge(
-            f"input is {len(data)} bytes; the largest accepted input is {limits.max_bytes} bytes"
-        )
-
-
-def _check_size(width: int, height: int, limits: ImageLimits) -> None:
-    """ImageTooLarge when a side or the pixel count is over the caps."""
-    if width <= 0 or height <= 0:
-        raise UnsupportedImage(f"image has an empty size ({width}x{height})")
-    if max(width, height) > limits.max_side_px:
-        raise ImageTooLarge(
-            f"image is {width}x{height} pixels; the longest accepted side is {limits.max_side_px} pixels"
-        )
-    if width * height > limits.max_pixels:
-        raise ImageTooLarge(
-            f"image is {width}x{height} = {width * height} pixels; "
-            f"at most {limits.max_pixels} pixels are accepted"
-        )
-
-
-def _frame_count(im: Image.Image) -> int:
-    """Frames or pages (GIF walks its blocks without decoding them); 1 when the count is unreadable."""
-    try:
-        return int(getattr(im, "n_frames", 1))
-    except MemoryError:
-        raise
-    except Exception:  # hostile data: Pillow raises many types; the first frame may still be fine
-        return 1
-
-
-def _open(data: bytes, limits: ImageLimits) -> tuple[Image.Image, ImageInfo]:
-    """Open lazily (header only) as the sniffed format and check every cap."""
-    _check_bytes(data, limits)
-    fmt = sniff(data)
-    if fmt is None:
-        raise UnsupportedImage(
-            f"unsupported image data ({_describe_unknown(data)}); accepted formats: {ACCEPTED_TEXT}"
-        )
-    try:
-        im = Image.open(io.BytesIO(data), formats=[_PIL_NAME[fmt]])
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(
-            f"image is too large ({exc}); at most {limits.max_pixels} pixels "
-            f"and {limits.max_side_px} pixels a side are accepted"
-        ) from None
-    except MemoryError:
-        raise
-    except Exception as exc:  # hostile data: Pillow raises many types
-        raise UnsupportedImage(f"not a readable {fmt.upper()} image ({exc})") from None
-    try:
-        _check_size(*im.size, limits)
-    except InvalidInput:
-        im.close()
-        raise
-    return im, ImageInfo(fmt, im.size[0], im.size[1], _frame_count(im), im.mode)
-
-
-def probe(data: bytes, limits: ImageLimits) -> ImageInfo:
-    """Header-only check: format, size and caps, without decoding pixels. Raises InvalidInput subclasses."""
-    im, info = _open(data, limits)
-    im.close()
-    return info
-
-
 # --- decoding --------------------------------------------------------------------------------------
 
 
@@ -246,7 +106,7 @@ def decode(data: bytes, limits: ImageLimits) -> DecodedImage:
             "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is enabled in this process; "
             "refusing to decode because truncated inputs would be accepted silently"
         )
-    im, info = _open(data, limits)
+    im, info = open_checked(data, limits)
     with im:
         _load_first_frame(im, limits)
         frame = _apply_orientation(im)
@@ -265,7 +125,7 @@ def _load_first_frame(im: Image.Image, limits: ImageLimits) -> None:
         raise
     except Exception as exc:  # hostile data: Pillow raises OSError, SyntaxError, ValueError, ...
         raise UnsupportedImage(f"truncated or corrupt image data ({exc})") from None
-    _check_size(*im.size, limits)  # a GIF frame can grow the canvas
+    check_size(*im.size, limits)  # a GIF frame can grow the canvas
 
 
 def _apply_orientation(im: Image.Image) -> Image.Image:
@@ -471,7 +331,7 @@ def _output_image(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str) -> Image.
 
 
 def _save_options(fmt: str, quality: int, icc_profile: bytes | None) -> dict[str, Any]:
-    opts: dict[str, Any] = {"format": _PIL_NAME[fmt]}
+    opts: dict[str, Any] = {"format": PIL_NAMES[fmt]}
     if icc_profile:
         opts["icc_profile"] = icc_profile
     if fmt == "png":
@@ -489,37 +349,3 @@ def _save_options(fmt: str, quality: int, icc_profile: bytes | None) -> dict[str
 def data_uri(encoded: EncodedImage) -> str:
     """``data:<content type>;base64,<data>``."""
     return f"data:{encoded.content_type};base64,{base64.b64encode(encoded.data).decode('ascii')}"
-
-
-def parse_data_uri(uri: str, max_bytes: int | None = None) -> tuple[bytes, str]:
-    """``(payload, declared mime type)`` of a base64 or percent-encoded ``data:`` URI.
-
-    The declared type is only informational (decode sniffs the bytes). InvalidInput when malformed;
-    ImageTooLarge when the payload is over ``max_bytes`` (absurd lengths are refused before decoding).
-    """
-    if not isinstance(uri, str) or not uri[:5].lower() == "data:":
-        raise InvalidInput("not a data URI: it must start with 'data:'")
-    header, sep, payload = uri[5:].partition(",")
-    if not sep:
-        raise InvalidInput("malformed data URI: no ',' between the media type and the data")
-    params = [p.strip() for p in header.split(";")]
-    is_base64 = params[-1].lower() == "base64"
-    mime = (params[0] if params[0] and "=" not in params[0] else "text/plain").lower()
-    too_large = ImageTooLarge(f"data URI payload is over the {max_bytes} byte limit")
-    if max_bytes is not None and len(payload) > 3 * max_bytes + 1024:  # no encoding inflates more than 3x
-        raise too_large
-    data = _b64decode(payload) if is_base64 else urllib.parse.unquote_to_bytes(payload)
-    if max_bytes is not None and len(data) > max_bytes:
-        raise too_large
-    return data, mime
-
-
-def _b64decode(payload: str) -> bytes:
-    text = urllib.parse.unquote(payload) if "%" in payload else payload
-    text = "".join(text.split())
-    altchars = b"-_" if ("-" in text or "_" in text) else None
-    text += "=" * (-len(text) % 4)
-    try:
-        return base64.b64decode(text, altchars=altchars, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidInput(f"malformed data URI: the base64 payload does not decode ({exc})") from None

@@ -21,10 +21,9 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from darkroom.acceptance import CONTENT_TYPES, EXTENSIONS, ImageLimits, screen
 from darkroom.errors import ImageTooLarge, InvalidInput
 from darkroom.refs import FILES_ROUTE, UPLOADS_PREFIX
-from worker.imaging import ImageLimits
-from worker.screening import CONTENT_TYPES, EXTENSIONS, screen
 
 from ..auth import CallerDep
 from ..deps import Services, services
