@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -13,7 +12,7 @@ from darkroom import __version__
 from darkroom.models import use_models_config
 from darkroom.plugins import load_plugins
 from darkroom.settings import Settings, get_settings
-from storage.jobs import JobStore, async_redis_client
+from storage.jobs import JobStore, async_redis_client, pubsub_client
 from storage.objects import build_object_store
 
 from .auth import Authenticator, authenticate, keys_required
@@ -31,9 +30,7 @@ def build_services(settings: Settings) -> Services:
         raise RuntimeError("DARKROOM_REDIS_URL is not set (or use `darkroom up`, which starts Redis)")
     async_client = async_redis_client(settings.redis_url, settings.redis_socket_timeout_s)
     store = JobStore.from_settings(settings, async_client)
-    events = aioredis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=settings.redis_socket_timeout_s, health_check_interval=10
-    )
+    events = pubsub_client(settings.redis_url, settings.redis_socket_timeout_s)
     return Services(
         settings, store, build_object_store(settings), events, auth=Authenticator.build(settings, store.r),
     )

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from darkroom.errors import IdempotencyKeyInUse, InvalidInput
-from storage import keys
+from storage.idempotency import IdempotencyRecords, record_key
 from storage.jobs import IdempotentWrite
 
 from .deps import Services
@@ -48,30 +48,31 @@ async def submit_once(
 
     ``record(response)`` is what ``submit`` hands to the job store's create, so that the key's final
     record (``response`` with its queue position) is written with the job, in one step."""
-    redis_key = keys.idempotency(owner, hashlib.sha256(key.encode()).hexdigest())
+    name = record_key(owner, key)
+    records = IdempotencyRecords(svc.store.ar)
     settings = svc.settings
     for _ in range(_MAX_CLAIMS):
-        claim = json.dumps({"state": _PENDING, "fingerprint": body_fingerprint})
-        if await svc.store.ar.set(redis_key, claim, nx=True, ex=settings.idempotency_claim_ttl_s):
+        claim = {"state": _PENDING, "fingerprint": body_fingerprint}
+        if await records.claim(name, claim, settings.idempotency_claim_ttl_s):
             def record(response: dict[str, Any]) -> IdempotentWrite:
                 done = {"state": _DONE, "fingerprint": body_fingerprint, "response": response}
-                return IdempotentWrite(redis_key, done, settings.idempotency_ttl_s)
+                return IdempotentWrite(name, done, settings.idempotency_ttl_s)
 
-            return await _submit_claimed(svc, redis_key, submit, record)
-        raw = await svc.store.ar.get(redis_key)
-        if raw is not None:  # else it expired or was released meanwhile: claim again
-            return _replay(json.loads(raw), body_fingerprint)
+            return await _submit_claimed(records, name, submit, record)
+        stored = await records.get(name)
+        if stored is not None:  # else it expired or was released meanwhile: claim again
+            return _replay(stored, body_fingerprint)
     raise IdempotencyKeyInUse("a request with this Idempotency-Key is being accepted; retry shortly")
 
 
-async def _submit_claimed(svc: Services, redis_key: str, submit: Submit, record) -> dict:
+async def _submit_claimed(records: IdempotencyRecords, name: str, submit: Submit, record) -> dict:
     try:
         return await submit(record)
     except BaseException:
         try:
-            await svc.store.ar.delete(redis_key)
+            await records.release(name)
         except Exception:  # Redis away: the claim expires by itself (idempotency_claim_ttl_s)
-            log.warning("could not release Idempotency-Key claim %s", redis_key)
+            log.warning("could not release Idempotency-Key claim %s", name)
         raise
 
 

@@ -7,6 +7,7 @@ import logging
 from darkroom.errors import RequestNotFinished
 from darkroom.job import JobRecord
 from darkroom.metrics import count_completed
+from storage.maintenance import delete_job
 
 from .deps import Services
 
@@ -31,7 +32,6 @@ def delete_request(svc: Services, job: JobRecord) -> int:
     if not job.status.is_terminal():
         detail = f"Request {job.id} is {job.status.value}; cancel it or wait for it to finish"
         raise RequestNotFinished(detail)
-    removed = svc.objects.delete_prefix(f"inputs/{job.id}/") + svc.objects.delete_prefix(f"{job.id}/")
-    svc.store.delete(job.id)
+    removed = delete_job(svc.store, svc.objects, job.id)
     log.info("deleted request %s (%d objects)", job.id, removed)
     return removed

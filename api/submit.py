@@ -19,6 +19,7 @@ from darkroom.metrics import count_submitted
 from darkroom.netguard import precheck_url
 from darkroom.refs import OBJECT_REF_PREFIX, own_file_key
 from storage.jobs import IdempotentWrite
+from storage.objects import input_key
 
 from .deps import Services
 
@@ -55,7 +56,7 @@ def _stash_data_uri(svc: Services, request_id: str, field: str, value: str) -> s
     except InvalidInput as exc:
         raise type(exc)(f"{field}: {exc.detail}") from None
     info = screen(raw, ImageLimits.from_settings(svc.settings), field)
-    key = f"inputs/{request_id}/{field}"
+    key = input_key(request_id, field)
     svc.objects.put(key, raw, CONTENT_TYPES[info.format])
     return OBJECT_REF_PREFIX + key
 

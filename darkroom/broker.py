@@ -137,8 +137,3 @@ def push(client: redis.Redis, key: str, message: str, front: bool = False) -> No
     else:
         client.lpush(key, message)
 
-
-def enqueue(client: redis.Redis, request_id: str, priority: str) -> None:
-    """Send one more message for an existing job at the back of its queue (operator requeues);
-    raises redis errors when the broker is down. New jobs get theirs from ``JobStore.create``."""
-    push(client, queue_key(priority), job_message(request_id, priority))

@@ -133,11 +133,10 @@ def _check_worker(settings: Settings) -> int:
 
     import redis
 
-    from storage import keys
+    from storage.jobs import JobStore
 
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     try:
-        alive = list(client.scan_iter(match=keys.heartbeat(f"{socket.gethostname()}:*"), count=1000))
+        alive = JobStore.from_settings(settings, socket_timeout_s=2).live_workers(socket.gethostname())
     except redis.RedisError as exc:
         click.echo(f"unhealthy: Redis unreachable ({exc})", err=True)
         return 1

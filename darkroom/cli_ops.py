@@ -55,7 +55,7 @@ def _settings(data_dir: Path) -> Settings:
 def _store(settings: Settings) -> JobStore:
     store = JobStore.from_settings(settings, socket_timeout_s=max(settings.redis_socket_timeout_s, 3.0))
     try:
-        store.r.ping()
+        store.ping()
     except redis.RedisError as exc:
         raise click.ClickException(f"cannot reach Redis at {settings.redis_url}: {exc}") from None
     return store
@@ -178,21 +178,12 @@ def _id(job: JobRecord | str) -> str:
 
 
 def _requeue_one(store: JobStore, job: JobRecord | str) -> str:
-    """REQUEUED, or why not (NOT_FOUND, NOT_FINISHED, SUCCEEDED, ENQUEUE_FAILED)."""
-    from darkroom.broker import enqueue
-
+    """REQUEUED (the record and its message together), or why not (NOT_FOUND, NOT_FINISHED, SUCCEEDED)."""
     if not isinstance(job, JobRecord):
         return "NOT_FOUND"
     outcome = store.requeue(job)
-    if outcome != "REQUEUED":
-        return outcome
-    store.add_log(job.id, "requeued by an operator (darkroom jobs requeue)")
-    try:
-        enqueue(store.r, job.id, job.priority)
-    except Exception as exc:  # the broker is down: put the job back as it was, failed
-        error = job.error or {}
-        store.fail(job, error.get("error_type", "internal_error"), error.get("detail", ""), job.metrics)
-        return f"ENQUEUE_FAILED ({exc}); left failed"
+    if outcome == "REQUEUED":
+        store.add_log(job.id, "requeued by an operator (darkroom jobs requeue)")
     return outcome
 
 

@@ -14,6 +14,7 @@ import redis
 
 from darkroom.settings import Settings
 from storage.apikeys import ApiKeyInfo, ApiKeyStore
+from storage.jobs import redis_client
 
 EMBEDDED_URL_FILE = Path("redis") / "url"
 
@@ -33,7 +34,7 @@ def _store(data_dir: Path) -> ApiKeyStore:
                 f"--data-dir {data_dir} (no {path})"
             )
         url = path.read_text().strip()
-    client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+    client = redis_client(url, 3)
     try:
         client.ping()
     except redis.RedisError as exc:

@@ -9,17 +9,16 @@ job they complete (worker/metrics.py). Queue depth is not counted but read from 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from darkroom.apps import APPS
-from storage import keys
 
 log = logging.getLogger(__name__)
 
-PRIORITIES = ("normal", "low")
 CANCELLED = "request_cancelled"
 
 JOBS_SUBMITTED = Counter("darkroom_jobs_submitted", "Jobs accepted by the API.", ["app"])
@@ -49,8 +48,8 @@ def count_completed(app_id: str, error: dict | None) -> None:
 class QueueDepthCollector:
     """``darkroom_queue_depth{app, priority}``: ZCARD of every app's queued set, read when scraped."""
 
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
+    def __init__(self, depths: Callable[[list[str]], dict[tuple[str, str], int]]) -> None:
+        self.depths = depths  # JobStore.queue_depths
 
     def collect(self):
         up = GaugeMetricFamily("darkroom_redis_up", "1 when the API could read the queues from Redis.")
@@ -58,26 +57,23 @@ class QueueDepthCollector:
             "darkroom_queue_depth", "Jobs waiting (IN_QUEUE) per app and priority.",
             labels=["app", "priority"],
         )
-        pairs = [(app_id, prio) for app_id in sorted(APPS) for prio in PRIORITIES]
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for app_id, prio in pairs:
-                pipe.zcard(keys.queued(app_id, prio))
-            counts = pipe.execute()
+            counts = self.depths(sorted(APPS))
         except redis.RedisError as exc:
             log.warning("metrics: could not read the queues: %s", exc)
             up.add_metric([], 0)
             yield up
             return
         up.add_metric([], 1)
-        for (app_id, prio), count in zip(pairs, counts, strict=True):
+        for (app_id, prio), count in counts.items():
             depth.add_metric([app_id, prio], count)
         yield up
         yield depth
 
 
-def render_api_metrics(client: redis.Redis) -> bytes:
-    """The API's exposition: this process's metrics plus the queue depth read from Redis now."""
+def render_api_metrics(depths: Callable[[list[str]], dict[tuple[str, str], int]]) -> bytes:
+    """The API's exposition: this process's metrics plus the queue depth read from Redis now
+    (``depths``: JobStore.queue_depths)."""
     scrape = CollectorRegistry(auto_describe=False)
-    scrape.register(QueueDepthCollector(client))
+    scrape.register(QueueDepthCollector(depths))
     return generate_latest(REGISTRY) + generate_latest(scrape)

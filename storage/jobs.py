@@ -157,7 +157,7 @@ redis.call('PUBLISH', KEYS[4], 'COMPLETED')
 return 'QUEUED'
 """
 
-# KEYS: job, queued(normal), queued(low), seq, events   ARGV: now, ttl, id
+# KEYS: job, queued(normal), queued(low), seq, events, broker queue   ARGV: now, ttl, id, broker message
 # -> NOT_FOUND | NOT_FINISHED | SUCCEEDED (refused) | REQUEUED
 # The one way back: a job that COMPLETED with an error becomes a fresh IN_QUEUE job (same id and
 # input), behind everything queued. The outcome and everything about earlier attempts go (error,
@@ -178,6 +178,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 local queue = KEYS[2]
 if redis.call('HGET', KEYS[1], 'priority') == 'low' then queue = KEYS[3] end
 redis.call('ZADD', queue, seq, ARGV[3])
+redis.call('LPUSH', KEYS[6], ARGV[4])
 redis.call('PUBLISH', KEYS[5], 'IN_QUEUE')
 return 'REQUEUED'
 """
@@ -382,6 +383,11 @@ class JobStore:
     def heartbeat(self, worker: str, ttl_s: float) -> None:
         self.r.set(keys.heartbeat(worker), str(time.time()), px=int(ttl_s * 1000))
 
+    def live_workers(self, host: str) -> list[str]:
+        """Workers on ``host`` whose heartbeat has not expired (``<host>:<pid>`` each)."""
+        found = self.r.scan_iter(match=keys.heartbeat(f"{host}:*"), count=1000)
+        return [k.decode().removeprefix(keys.heartbeat("")) for k in found]
+
     def _webhook_args(self, job: JobRecord) -> tuple[list[str], list]:
         hook_keys, hook_args = webhooks.create_args(job.id, job.webhook_url, uuid.uuid4().hex)
         return [keys.job_webhook(job.id), *hook_keys], [*hook_args, self.recovery_grace_s]
@@ -421,17 +427,36 @@ class JobStore:
         return out.decode()
 
     def requeue(self, job: JobRecord) -> str:
-        """Put a failed job back in its queue (see _REQUEUE); the caller then enqueues its message.
+        """Put a failed job back at the end of its queue, with its broker message (see _REQUEUE).
 
         Returns REQUEUED, or why not: NOT_FOUND, NOT_FINISHED, SUCCEEDED."""
         out = self._requeue(
-            keys=[keys.job(job.id), *self._queues(job), keys.SEQUENCE, keys.job_events(job.id)],
-            args=[time.time(), self.retention_s, job.id],
+            keys=[keys.job(job.id), *self._queues(job), keys.SEQUENCE, keys.job_events(job.id),
+                  broker.queue_key(job.priority)],
+            args=[time.time(), self.retention_s, job.id, broker.job_message(job.id, job.priority)],
         )
         out = out.decode()
         if out == "REQUEUED":
             self.r.expire(keys.job_logs(job.id), self.retention_s)
         return out
+
+    def ping(self) -> None:
+        """Raises a redis error when the job store does not answer."""
+        self.r.ping()
+
+    def queue_depths(self, app_ids: list[str]) -> dict[tuple[str, str], int]:
+        """Jobs waiting (IN_QUEUE) per (app, priority), read in one round trip."""
+        pairs = [(app_id, priority) for app_id in app_ids for priority in broker.PRIORITY]
+        pipe = self.r.pipeline(transaction=False)
+        for app_id, priority in pairs:
+            pipe.zcard(keys.queued(app_id, priority))
+        return dict(zip(pairs, pipe.execute(), strict=True))
+
+    def shared_signing_key(self, candidate_pem: bytes) -> bytes:
+        """The webhook signing key (PEM) every process shares: ``candidate_pem`` if none was stored
+        yet (the first caller's), else the stored one. No TTL."""
+        self.r.set(keys.WEBHOOK_SIGNING_KEY, candidate_pem, nx=True)
+        return self.r.get(keys.WEBHOOK_SIGNING_KEY)
 
     def cancel_requested(self, request_id: str) -> bool:
         return self.r.hget(keys.job(request_id), "cancel_requested") == b"1"
@@ -460,3 +485,9 @@ def redis_client(url: str, socket_timeout_s: float) -> redis.Redis:
 def async_redis_client(url: str, socket_timeout_s: float) -> aioredis.Redis:
     """The asyncio twin of :func:`redis_client` (same timeouts), for the API's event loop."""
     return aioredis.Redis.from_url(url, **_client_options(socket_timeout_s))
+
+
+def pubsub_client(url: str, connect_timeout_s: float) -> aioredis.Redis:
+    """An asyncio client for following jobs' event channels: no read timeout (a subscription waits
+    for as long as the job takes)."""
+    return aioredis.Redis.from_url(url, socket_connect_timeout=connect_timeout_s, health_check_interval=10)

@@ -17,7 +17,7 @@ from darkroom.job import JobRecord
 from darkroom.status import JobStatus
 from storage import keys
 from storage.jobs import JobStore
-from storage.objects import ObjectStore
+from storage.objects import ObjectStore, request_prefixes
 
 STATUS_FILTERS = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED")  # FAILED: COMPLETED with an error
 CANCELLED = "request_cancelled"
@@ -108,8 +108,12 @@ def job_details(store: JobStore, request_id: str) -> dict | None:
     }
 
 
-def job_prefixes(request_id: str) -> list[str]:
-    return [f"inputs/{request_id}/", f"{request_id}/"]
+def delete_job(store: JobStore, objects: ObjectStore, request_id: str) -> int:
+    """Remove one request for good: its objects (inputs and outputs), then its record, logs and
+    webhook record. Returns how many objects were deleted."""
+    removed = sum(objects.delete_prefix(prefix) for prefix in request_prefixes(request_id))
+    store.delete(request_id)
+    return removed
 
 
 def _is_request_id(text: str) -> bool:
@@ -185,7 +189,7 @@ class Purger:
             return
         else:
             self.report.records.append(rid)
-        for prefix in job_prefixes(rid):
+        for prefix in request_prefixes(rid):
             self._delete_prefix(prefix)
         self._done.add(rid)
         if not self.dry_run:

@@ -23,6 +23,24 @@ from darkroom.settings import Settings
 log = logging.getLogger(__name__)
 
 
+# --- the object key layout (the only place it is spelled) ---
+
+
+def input_key(request_id: str, field: str) -> str:
+    """Where an inline (data URI) input of a request is kept."""
+    return f"inputs/{request_id}/{field}"
+
+
+def output_key(request_id: str, file_name: str) -> str:
+    """Where a request's output file is written; deterministic, so a re-run writes the same key."""
+    return f"{request_id}/{file_name}"
+
+
+def request_prefixes(request_id: str) -> list[str]:
+    """Every prefix holding objects of one request (its inputs, its outputs)."""
+    return [f"inputs/{request_id}/", f"{request_id}/"]
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str

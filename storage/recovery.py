@@ -137,6 +137,11 @@ class Recovery:
         self._lost_running = client.register_script(_LOST_RUNNING)
         self._webhooks = client.register_script(_WEBHOOKS)
 
+    def take_turn(self, interval_s: float) -> bool:
+        """True for one caller per ``interval_s`` across all workers (a lock that lapses by itself,
+        so a dead worker's turn passes to another)."""
+        return bool(self.r.set(keys.RECOVERY_LOCK, "1", nx=True, px=int(interval_s * 1000)))
+
     def sweep(self, app_ids: list[str]) -> Resent:
         """Find lost work, mark it (so the next sweep within ``grace`` leaves it alone) and send its
         messages again. If this process dies before pushing, the marks lapse and a later sweep sends."""

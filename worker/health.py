@@ -18,7 +18,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from storage import keys
 from storage.jobs import JobStore
 from storage.recovery import Recovery
 
@@ -157,7 +156,7 @@ class RecoverySweeper(_Periodic):
 
     def tick(self) -> None:
         try:
-            if self.recovery.r.set(keys.RECOVERY_LOCK, "1", nx=True, px=int(self.interval_s * 1000)):
+            if self.recovery.take_turn(self.interval_s):
                 self.sweep()
         except Exception as exc:  # Redis away: try again next tick
             log.warning("recovery sweep failed: %s", exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from darkroom.job import JobRecord
+from storage.objects import output_key
 from worker import imaging
 from worker.context import WorkerContext
 
@@ -23,7 +24,7 @@ def store_image(
     if sync_mode:
         image["url"] = imaging.data_uri(encoded)
     else:
-        key = f"{job.id}/{file_name}"
+        key = output_key(job.id, file_name)
         ctx.objects.put(key, encoded.data, encoded.content_type)
         image["key"] = key
     return image

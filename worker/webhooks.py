@@ -92,7 +92,7 @@ class WebhookSender:
     @property
     def signing_key(self) -> Ed25519PrivateKey:
         if self._key is None:
-            self._key = load_signing_key(self.settings, self.store.r)
+            self._key = load_signing_key(self.settings, self.store.shared_signing_key)
         return self._key
 
     def build_request(self, job: JobRecord, delivery_id: str = "") -> tuple[bytes, dict[str, str]]:

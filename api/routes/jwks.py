@@ -20,6 +20,6 @@ def webhook_jwks(request: Request, svc: Annotated[Services, Depends(services)]) 
     """JSON Web Key Set (OKP / Ed25519) of the webhook signing key."""
     public = getattr(request.app.state, "webhook_public_key", None)
     if public is None:
-        public = load_signing_key(svc.settings, svc.store.r).public_key()
+        public = load_signing_key(svc.settings, svc.store.shared_signing_key).public_key()
         request.app.state.webhook_public_key = public
     return JSONResponse(jwks(public), headers={"Cache-Control": "public, max-age=300"})

@@ -19,4 +19,4 @@ router = APIRouter(tags=["system"])
 @router.get("/metrics", include_in_schema=False)
 def metrics(svc: Annotated[Services, Depends(services)]) -> Response:
     """This process's counters plus the queue depth per app and priority, read from Redis now."""
-    return Response(render_api_metrics(svc.store.r), media_type=CONTENT_TYPE_LATEST)
+    return Response(render_api_metrics(svc.store.queue_depths), media_type=CONTENT_TYPE_LATEST)

@@ -28,7 +28,7 @@ def ready(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     """Readiness: Redis and object storage answer."""
     checks: dict[str, str] = {}
     try:
-        svc.store.r.ping()
+        svc.store.ping()
         checks["redis"] = "ok"
     except Exception as exc:  # any client error means not ready
         checks["redis"] = f"error: {exc}"
