@@ -1,6 +1,6 @@
 """The Celery application's configuration, shared by the API (which only sends) and the workers.
 
-Torch-free: the API imports this to enqueue jobs by task name; worker.tasks registers the tasks.
+Torch-free: the job store builds messages with it; worker.app.create_worker registers the tasks.
 
 Delivery settings and why:
 - ``task_acks_late``: a job's message is acknowledged only after the job ended, so a worker that dies

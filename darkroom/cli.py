@@ -80,9 +80,10 @@ def worker(concurrency: int | None, name: str | None, check: bool, celery_args: 
     if check:
         sys.exit(_check_worker(settings))
     os.environ["HF_HUB_OFFLINE"] = "1"  # workers never download models (`darkroom models pull` does)
-    import worker.webhook_task  # noqa: F401  (registers darkroom.deliver_webhook)
     from darkroom.broker import EFFECTS_QUEUE, WEBHOOK_QUEUE
-    from worker.tasks import app
+    from worker.app import create_worker
+
+    app = create_worker(settings)
 
     argv = [
         "worker",
