@@ -49,7 +49,7 @@ bench: install-test  ## benchmarks (print tables)
 	$(BIN)/python benchmarks/diffusion.py
 
 docs: install  ## regenerate the settings tables in README.md and docs/configuration.md
-	$(BIN)/python -m darkroom.docgen
+	$(BIN)/python -m darkroom.cli.docgen
 
 clean:  ## remove the virtualenv and local data
 	rm -rf $(VENV) data .pytest_cache .ruff_cache

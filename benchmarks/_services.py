@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from darkroom.embedded import free_port, start_redis
+from darkroom.cli.embedded import free_port, start_redis
 from darkroom.settings import Settings
 from storage.jobs import JobStore, redis_client
 

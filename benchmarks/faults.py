@@ -50,7 +50,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import redis  # noqa: E402
 
-from darkroom.embedded import free_port, start_redis  # noqa: E402
+from darkroom.cli.embedded import free_port, start_redis  # noqa: E402
 from darkroom.settings import Settings  # noqa: E402
 from storage import keys  # noqa: E402
 from storage.jobs import redis_client  # noqa: E402

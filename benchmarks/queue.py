@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks._services import stack
-from darkroom.embedded import free_port
+from darkroom.cli.embedded import free_port
 
 log = logging.getLogger("bench.queue")
 APP = "fal-ai/post-processing"

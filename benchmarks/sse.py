@@ -33,7 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)  # run as a plain script from a checkout (and never shadow stdlib modules)
 
-from darkroom.embedded import free_port, start_redis  # noqa: E402
+from darkroom.cli.embedded import free_port, start_redis  # noqa: E402
 from darkroom.settings import Settings  # noqa: E402
 from storage.jobs import JobStore, redis_client  # noqa: E402
 

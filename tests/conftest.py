@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from darkroom.embedded import free_port, start_redis
+from darkroom.cli.embedded import free_port, start_redis
 from darkroom.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from darkroom.batch import expand_inputs, plan
 from darkroom.cli import main
-from darkroom.cli_client import parse_sets
+from darkroom.cli.client_commands import parse_sets
+from darkroom.cli.embedded import free_port
 from darkroom.client import AsyncClient, Client, DarkroomClientError, Image, Result, Status
-from darkroom.embedded import free_port
+from darkroom.client.batch import expand_inputs, plan
 from storage.jobs import JobStore, redis_client
 from tests.conftest import make_settings
 from tests.images import decode_png, gradient, png_bytes, png_data_uri

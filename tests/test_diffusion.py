@@ -25,7 +25,7 @@ from darkroom.acceptance import ImageLimits
 from darkroom.apps import APPS
 from darkroom.apps.diffusion import REFINE_APP, UPSCALE_APP, RefineInput, UpscaleInput
 from darkroom.cli import main as cli
-from darkroom.embedded import free_port
+from darkroom.cli.embedded import free_port
 from darkroom.errors import ModelUnavailable, RequestCancelled
 from darkroom.job import JobRecord
 from darkroom.models import ModelsConfigError, dtype_name, get_model, load_models_config, use_models_config

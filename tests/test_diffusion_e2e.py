@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from darkroom.embedded import free_port
+from darkroom.cli.embedded import free_port
 from storage.objects import build_object_store
 from tests.conftest import make_settings, start_worker, stop_process, wait_for
 from tests.diffusion_models import build_tiny_models

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from darkroom.docgen import configuration_md, readme_with_table
+from darkroom.cli.docgen import configuration_md, readme_with_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from darkroom.embedded import free_port
+from darkroom.cli.embedded import free_port
 from tests.conftest import make_settings, wait_for
 from tests.images import decode_png, gradient, png_data_uri
 from tests.servers import WebhookReceiver, running_api

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from darkroom.embedded import free_port
+from darkroom.cli.embedded import free_port
 from tests.conftest import ROOT, wait_for
 from tests.images import decode_png, gradient, png_data_uri
 

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from darkroom.embedded import free_port
+from darkroom.cli.embedded import free_port
 from darkroom.settings import Settings
 from tests.conftest import ROOT, make_settings, stop_process, wait_for
 from tests.images import decode_png, gradient, png_data_uri

@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from darkroom.broker import RUN_JOB_TASK, make_celery
-from darkroom.embedded import free_port, start_redis
+from darkroom.cli.embedded import free_port, start_redis
 from storage.webhooks import WebhookStore
 from tests.conftest import ServerThread, make_settings, start_worker, stop_process, wait_for
 from tests.images import gradient, png_data_uri

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from darkroom.apps import APPS
-from darkroom.embedded import free_port
+from darkroom.cli.embedded import free_port
 from darkroom.logs import JsonFormatter, RequestIdFilter, TextFormatter, request_context
 from tests.conftest import make_settings, start_worker, stop_process, wait_for
 from tests.images import gradient, png_data_uri

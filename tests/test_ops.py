@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from darkroom.cli import main
-from darkroom.cli_ops import DURATION
+from darkroom.cli.jobs import DURATION
 from darkroom.job import JobRecord
 from storage import keys
 from storage.jobs import JobStore, redis_client

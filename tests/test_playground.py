@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from darkroom.embedded import free_port
+from darkroom.cli.embedded import free_port
 from storage.apikeys import ApiKeyStore
 from storage.jobs import redis_client
 from tests.conftest import ROOT, make_settings, wait_for

@@ -22,7 +22,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from darkroom.embedded import free_port
+from darkroom.cli.embedded import free_port
 from tests.conftest import make_settings
 from tests.servers import running_api
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from darkroom.embedded import free_port
+from darkroom.cli.embedded import free_port
 from storage.jobs import JobStore, redis_client
 from tests.conftest import make_settings, wait_for
 from tests.images import gradient, png_data_uri

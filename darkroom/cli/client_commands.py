@@ -16,8 +16,8 @@ from typing import Any
 import click
 import httpx
 
-from darkroom.batch import Item, Report, Uploader, expand_inputs, plan, process, run_batch
 from darkroom.client import DEFAULT_SERVER, Client, DarkroomClientError, Status
+from darkroom.client.batch import Item, Report, Uploader, expand_inputs, plan, process, run_batch
 
 DEFAULT_APP = "fal-ai/post-processing"
 

@@ -1,6 +1,6 @@
 """Push many images through a Darkroom server: plan the work, run it with bounded concurrency, report.
 
-Used by ``darkroom submit`` (``darkroom.cli_client``). An item is one input (a local file or a URL)
+Used by ``darkroom submit`` (``darkroom.cli.client_commands``). An item is one input (a local file or a URL)
 and the file its first output image goes to; an item whose output already exists is skipped, so an
 interrupted batch resumes where it stopped. Outputs are written to a temporary name and renamed, so
 a half-written file never counts as done. One item failing never stops the others.

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from darkroom import __version__
-from darkroom.client_types import (
+from darkroom.client.types import (
     DarkroomClientError,
     Image,
     LogAccumulator,

@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 import redis
 
+from darkroom.cli.keys import data_dir_option, embedded_url_file
 from darkroom.job import JobRecord
-from darkroom.keys_cli import data_dir_option, embedded_url_file
 from darkroom.settings import Settings
 from storage.jobs import JobStore
 from storage.maintenance import CANCELLED, STATUS_FILTERS, JobFilter, Purger, job_details, list_jobs

@@ -1,6 +1,6 @@
 """Generate the settings reference (docs/configuration.md and the table in README.md) from Settings.
 
-Run `python -m darkroom.docgen` (or `make docs`); a test fails when the committed files are stale.
+Run `python -m darkroom.cli.docgen` (or `make docs`); a test fails when the committed files are stale.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pydantic_core import PydanticUndefined
 
 from darkroom.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 START, END = "<!-- settings:start -->", "<!-- settings:end -->"
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def settings_table() -> str:
 def configuration_md() -> str:
     return (
         "# Configuration reference\n\n"
-        "Generated from `darkroom/settings.py` by `python -m darkroom.docgen`; do not edit by hand.\n\n"
+        "Generated from `darkroom/settings.py` by `python -m darkroom.cli.docgen`; do not edit by hand.\n\n"
         "Every part of Darkroom (API, workers, CLI) reads one settings object from environment variables\n"
         "with the prefix `DARKROOM_`. Durations carry their unit in the name (`_s`, `_ms`).\n\n"
         f"{settings_table()}\n"

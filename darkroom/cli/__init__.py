@@ -14,11 +14,11 @@ from pathlib import Path
 import click
 
 from darkroom import __version__
-from darkroom.cli_client import register as register_client_commands
-from darkroom.cli_ops import jobs
-from darkroom.keys_cli import embedded_url_file, keys
+from darkroom.cli.client_commands import register as register_client_commands
+from darkroom.cli.jobs import jobs
+from darkroom.cli.keys import embedded_url_file, keys
+from darkroom.cli.models import models
 from darkroom.logs import configure_logging
-from darkroom.models_cli import models
 from darkroom.settings import Settings
 
 log = logging.getLogger("darkroom")
@@ -107,7 +107,7 @@ def up(port: int | None, data_dir: Path) -> None:
 
     Stops all of them on Ctrl-C or SIGTERM.
     """
-    from darkroom.embedded import start_redis
+    from darkroom.cli.embedded import start_redis
 
     env = dict(os.environ)
     if port:

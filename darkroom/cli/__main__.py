@@ -1,0 +1,5 @@
+"""`python -m darkroom.cli`: the `darkroom` command."""
+
+from darkroom.cli import main
+
+main()
