@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from darkroom.errors import RequestNotFinished
+from darkroom.errors import RequestCancelled, RequestNotFinished
 from darkroom.job import JobRecord
 from darkroom.metrics import count_completed
 from storage.maintenance import delete_job
@@ -22,7 +22,7 @@ def cancel_request(svc: Services, job: JobRecord) -> str:
     """
     outcome = svc.store.cancel(job)
     if outcome == "QUEUED":  # completed here, so counted here (workers count the jobs they complete)
-        count_completed(job.app_id, {"error_type": "request_cancelled"})
+        count_completed(job.app_id, {"error_type": RequestCancelled.code})
     return outcome
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from darkroom.apps import APPS, POST_PROCESSING, AppSpec
-from darkroom.errors import InvalidInput, NotFound
+from darkroom.errors import InvalidInput, NotFound, RequestCancelled
 from darkroom.job import JobRecord
 from darkroom.outputs import UrlFor, first_image_url, public_input
 from darkroom.status import JobStatus
 
 SLUG = "post-processing"  # eachlabs' slug of fal-ai/post-processing; `post-processing-blur` etc. too
-CANCELLED = "request_cancelled"
+CANCELLED = RequestCancelled.code
 
 
 def resolve_model(model: str | None) -> AppSpec:

@@ -16,10 +16,11 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_lat
 from prometheus_client.core import GaugeMetricFamily
 
 from darkroom.apps import APPS
+from darkroom.errors import RequestCancelled
 
 log = logging.getLogger(__name__)
 
-CANCELLED = "request_cancelled"
+CANCELLED = RequestCancelled.code
 
 JOBS_SUBMITTED = Counter("darkroom_jobs_submitted", "Jobs accepted by the API.", ["app"])
 JOBS_COMPLETED = Counter(

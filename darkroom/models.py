@@ -31,7 +31,7 @@ PipelineName = Literal[
     "LDMSuperResolutionPipeline", "StableDiffusionUpscalePipeline", "StableDiffusionImg2ImgPipeline"
 ]
 # diffusers pipeline class -> (app kind, takes a prompt)
-PIPELINES: dict[str, tuple[Kind, bool]] = {
+MODEL_PIPELINES: dict[str, tuple[Kind, bool]] = {
     "LDMSuperResolutionPipeline": ("upscale", False),
     "StableDiffusionUpscalePipeline": ("upscale", True),
     "StableDiffusionImg2ImgPipeline": ("refine", True),
@@ -46,7 +46,7 @@ MARKER_FILE = "model_index.json"  # a model folder is complete enough to try whe
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    pipeline: str  # a key of PIPELINES
+    pipeline: str  # a key of MODEL_PIPELINES
     repo: str | None = None  # Hugging Face repo id (pulled into models_dir)
     path: Path | None = None  # or a local folder (never pulled)
     description: str = ""
@@ -54,11 +54,11 @@ class ModelSpec:
 
     @property
     def kind(self) -> Kind:
-        return PIPELINES[self.pipeline][0]
+        return MODEL_PIPELINES[self.pipeline][0]
 
     @property
     def takes_prompt(self) -> bool:
-        return PIPELINES[self.pipeline][1]
+        return MODEL_PIPELINES[self.pipeline][1]
 
     @property
     def source(self) -> str:
@@ -121,7 +121,7 @@ class _Entry(BaseModel):
     def _consistent(self) -> _Entry:
         if (self.repo is None) == (self.path is None):
             raise ValueError("give exactly one of `repo` (a Hugging Face repo id) or `path` (a folder)")
-        kind, takes_prompt = PIPELINES[self.pipeline]
+        kind, takes_prompt = MODEL_PIPELINES[self.pipeline]
         if self.kind is not None and self.kind != kind:
             raise ValueError(f"{self.pipeline} serves the {kind} app, not {self.kind}")
         if self.takes_prompt is not None and self.takes_prompt != takes_prompt:

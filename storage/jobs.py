@@ -18,7 +18,7 @@ import redis
 import redis.asyncio as aioredis
 
 from darkroom import broker
-from darkroom.errors import QueueFull, ServiceUnavailable
+from darkroom.errors import QueueFull, RequestCancelled, ServiceUnavailable
 from darkroom.job import JobRecord, LogEntry
 from darkroom.settings import Settings
 from storage import keys, webhooks
@@ -420,7 +420,7 @@ class JobStore:
     def cancel(self, job: JobRecord) -> str:
         """Cancel a job: a queued one completes as cancelled at once (its webhook's delivery created
         in the same step), a running one is flagged."""
-        error = json.dumps({"error_type": "request_cancelled", "detail": CANCELLED_DETAIL})
+        error = json.dumps({"error_type": RequestCancelled.code, "detail": CANCELLED_DETAIL})
         hook_keys, hook_args = self._webhook_args(job)
         out = self._cancel(keys=[*self._keys(job), *hook_keys],
                            args=[time.time(), self.retention_s, job.id, error, *hook_args])

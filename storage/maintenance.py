@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from darkroom.errors import RequestCancelled
 from darkroom.job import JobRecord
 from darkroom.status import JobStatus
 from storage import keys
@@ -20,7 +21,7 @@ from storage.jobs import JobStore
 from storage.objects import ObjectStore, request_prefixes
 
 STATUS_FILTERS = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED")  # FAILED: COMPLETED with an error
-CANCELLED = "request_cancelled"
+CANCELLED = RequestCancelled.code
 _CHUNK = 500
 
 

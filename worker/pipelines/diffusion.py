@@ -27,8 +27,8 @@ from worker.diffusion import calls
 from worker.diffusion.loader import PipelineCache, require_model
 from worker.diffusion.steps import MembersStopped, StepMonitor
 from worker.fetch import fetch_input
-from worker.outputs import store_image
 from worker.pipelines import Pipeline, Prepared, register_pipeline
+from worker.results import store_image
 from worker.runner import check_step
 
 log = logging.getLogger(__name__)

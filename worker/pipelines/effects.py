@@ -11,8 +11,8 @@ from worker import imaging
 from worker.context import WorkerContext
 from worker.effects.chain import Chain, chain_key, run_chain
 from worker.fetch import fetch_input
-from worker.outputs import store_image
 from worker.pipelines import Pipeline, Prepared, register_pipeline
+from worker.results import store_image
 
 
 @dataclass
