@@ -1,4 +1,4 @@
-"""Who is calling: API keys (decisions §17) and per-key rate limits, as one FastAPI dependency.
+"""Who is calling: API keys (docs/decisions.md §17) and per-key rate limits, as one FastAPI dependency.
 
 Keys are accepted as ``Authorization: Key <key>`` (fal clients), ``Authorization: Bearer <key>`` and
 ``X-API-Key: <key>`` (eachlabs clients). ``settings.auth_mode`` decides whether they are required:

@@ -1,4 +1,4 @@
-"""Idempotency-Key (extension, decisions §15): the same key and body within ``idempotency_ttl_s``
+"""Idempotency-Key (extension, docs/decisions.md §15): the same key and body within ``idempotency_ttl_s``
 return the first submit's response (the same request); the same key with another body is a 422
 (never a 409: fal clients retry 409).
 

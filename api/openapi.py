@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 
 class ErrorBody(BaseModel):
-    """Darkroom's error body: a message and the stable code of decisions §11."""
+    """Darkroom's error body: a message and the stable code of docs/decisions.md §11."""
 
     detail: str
     error_type: str

@@ -32,9 +32,9 @@ SEED_BOUND = 2**31
 def stash_inline_inputs(svc: Services, request_id: str, data: dict) -> dict:
     """Check image inputs before a job exists and move data URIs to object storage.
 
-    Data URIs are screened (format sniffed from the bytes, size caps, truncation; decisions §7) and
+    Data URIs are screened (format sniffed from the bytes, size caps, truncation; docs/decisions.md §7) and
     stored, so records never hold megabytes of base64; http(s) URLs are checked against the address
-    rules that need no DNS (decisions §18). Either way a bad input is a synchronous 422 with its
+    rules that need no DNS (docs/decisions.md §18). Either way a bad input is a synchronous 422 with its
     ``error_type``; the worker checks again (with DNS) when it fetches.
     """
     out = dict(data)
@@ -80,7 +80,7 @@ async def submit_job(
 
     Runs on the event loop: the record and its broker message go to Redis in one asyncio call, and
     only inline images (screening, an object-store upload) move to the threadpool."""
-    if webhook_url:  # same address rules as input URLs (decisions §16); the worker checks with DNS
+    if webhook_url:  # same address rules as input URLs (docs/decisions.md §16); the worker checks with DNS
         precheck_url(webhook_url, svc.settings, what="webhook URL")
     request_id = str(uuid.uuid4())
     data = body.model_dump(mode="json")

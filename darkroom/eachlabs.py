@@ -1,4 +1,4 @@
-"""The eachlabs prediction API's view of Darkroom jobs (contract §4, decisions §20).
+"""The eachlabs prediction API's view of Darkroom jobs (docs/contract.md §4, docs/decisions.md §20).
 
 Torch-free: the API renders predictions with it and workers build eachlabs webhook bodies with it.
 """

@@ -1,4 +1,4 @@
-"""Where Darkroom may connect on a user's behalf (decisions §18): the address rules for input URLs and
+"""Where Darkroom may connect on a user's behalf (docs/decisions.md §18): the address rules for input URLs and
 webhook targets.
 
 :func:`check_url` parses a URL, refuses what is not plain ``http(s)://host[:port]/…``, resolves the

@@ -1,4 +1,4 @@
-"""API keys (decisions §17): created by the CLI, stored in Redis only as hashes, revocable.
+"""API keys (docs/decisions.md §17): created by the CLI, stored in Redis only as hashes, revocable.
 
 A key reads ``dk_<key id>:<secret>``: the id (``dk_`` + 16 hex digits) is public — it names the
 key in ``darkroom keys list``, in logs and as the owner of jobs — and the secret is 32 random bytes

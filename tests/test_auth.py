@@ -1,4 +1,4 @@
-"""API keys (decisions §17): the CLI, the three header forms, 401s, per-key privacy, rate limits and
+"""API keys (docs/decisions.md §17): the CLI, the three header forms, 401s, per-key privacy, rate limits and
 the start-up rules. APIs here run on Redis databases no worker consumes."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""eachlabs-compatible routes (contract §4, decisions §20), end to end, with HMAC-signed webhooks."""
+"""eachlabs-compatible routes (docs/contract.md §4, docs/decisions.md §20), end to end, with HMAC-signed
+webhooks."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The official Python client (PyPI `fal-client`) against Darkroom over TLS, unmodified: only
-FAL_QUEUE_RUN_HOST / FAL_RUN_HOST and a trusted test certificate (contract §5, decisions §13).
+FAL_QUEUE_RUN_HOST / FAL_RUN_HOST and a trusted test certificate (docs/contract.md §5, docs/decisions.md §13).
 
 fal_client reads its hosts at import, so each client session runs in a subprocess.
 """

@@ -1,4 +1,4 @@
-"""Hostile inputs are refused before any expensive work (decisions §7, §18).
+"""Hostile inputs are refused before any expensive work (docs/decisions.md §7, §18).
 
 Data URIs are screened at submit: a synchronous 422 with the right ``error_type`` and no job. URLs
 are checked without DNS at submit; what only the fetch can see (the bytes behind a URL) fails the

@@ -1,4 +1,4 @@
-"""worker.imaging: sniffing, caps, decoding, tensors, encoding and data URIs (decisions §6-§9)."""
+"""worker.imaging: sniffing, caps, decoding, tensors, encoding and data URIs (docs/decisions.md §6-§9)."""
 
 from __future__ import annotations
 

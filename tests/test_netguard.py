@@ -1,4 +1,4 @@
-"""The outbound address rules (decisions §18) against a stub resolver: no DNS, no connection.
+"""The outbound address rules (docs/decisions.md §18) against a stub resolver: no DNS, no connection.
 
 Every test runs under ``loopback_only``, which fails it if anything tries to reach a non-loopback
 address or asks DNS about a non-loopback name.

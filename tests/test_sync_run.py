@@ -1,4 +1,4 @@
-"""Synchronous run (decisions §13): POST /run/{app_id} answers with the output, or the error body,
+"""Synchronous run (docs/decisions.md §13): POST /run/{app_id} answers with the output, or the error body,
 and cancels a request that is not done within sync_run_timeout_s (504)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Webhooks (decisions §16): fal's payload, Ed25519-signed with the key from /.well-known/jwks.json,
+"""Webhooks (docs/decisions.md §16): fal's payload, Ed25519-signed with the key from /.well-known/jwks.json,
 retried with backoff until delivered (milliseconds here), never changing the job."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Fetching job inputs: object references, the API's own ``/files/`` URLs, data URIs and http(s) URLs.
 
-http(s) URLs go through ``darkroom.outbound.fetch_bytes``: the address rules of decisions §18 on every
+http(s) URLs go through ``darkroom.outbound.fetch_bytes``: the address rules of docs/decisions.md §18 on every
 hop (at most 5 redirects), connections pinned to the checked address, connect and total timeouts and
 the ``max_input_bytes`` cap while streaming. Refusals are permanent ``fetch_refused`` errors.
 """

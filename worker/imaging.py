@@ -1,4 +1,4 @@
-"""All image format conversion for Darkroom: bytes -> arrays -> tensors -> bytes (decisions §6-§9).
+"""All image format conversion for Darkroom: bytes -> arrays -> tensors -> bytes (docs/decisions.md §6-§9).
 
 Importing this module does not import torch; the tensor functions import it when called. What an
 input must be to be accepted at all (format, caps, data URIs, integrity) is darkroom/acceptance.py,
@@ -237,7 +237,8 @@ def from_tensor(x: torch.Tensor) -> list[np.ndarray]:
 
 
 def resize_rgb(image: DecodedImage, size: tuple[int, int]) -> DecodedImage:
-    """Bilinear resize to ``(H, W)``, aspect ignored (decisions §6), antialiased on any shrinking axis.
+    """Bilinear resize to ``(H, W)``, aspect ignored (docs/decisions.md §6), antialiased on any shrinking
+    axis.
 
     Same dtype out as in; alpha (if any) is resized alike. Runs on CPU with torch.
     """

@@ -1,4 +1,4 @@
-"""eachlabs-compatible prediction routes (contract §4, decisions §20), over the same queue.
+"""eachlabs-compatible prediction routes (docs/contract.md §4, docs/decisions.md §20), over the same queue.
 
 ``POST /v1/prediction`` (and ``/v1/prediction/``), ``GET /v1/prediction/{id}``,
 ``POST /v1/prediction/{id}/cancel`` and ``POST /v1/prediction/run`` (synchronous). Errors answer in

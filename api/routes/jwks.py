@@ -1,5 +1,5 @@
 """``GET /.well-known/jwks.json``: the public key webhook receivers verify ``X-Fal-Webhook-Signature``
-with (contract §3.8). The key is the one workers sign with (darkroom.webhook_signing)."""
+with (docs/contract.md §3.8). The key is the one workers sign with (darkroom.webhook_signing)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The fal queue protocol (contract §3): submit, status, result and cancel, per registered app.
+"""The fal queue protocol (docs/contract.md §3): submit, status, result and cancel, per registered app.
 
 No `from __future__ import annotations` here: FastAPI must see the per-app body models themselves.
 """

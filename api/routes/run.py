@@ -1,4 +1,5 @@
-"""Synchronous run (contract §3.11, decisions §13): ``POST /run/{app_id}`` for every registered app.
+"""Synchronous run (docs/contract.md §3.11, docs/decisions.md §13): ``POST /run/{app_id}`` for every
+registered app.
 
 The job goes through the same queue as any other; the route waits for its COMPLETED event (pub/sub)
 and answers with the output JSON itself, or with the error body and its status. A job not done within

@@ -1,4 +1,4 @@
-"""Status streams (contract §3.5): ``GET /{base}/requests/{id}/status/stream`` as server-sent events.
+"""Status streams (docs/contract.md §3.5): ``GET /{base}/requests/{id}/status/stream`` as server-sent events.
 
 One ``data: <status json>`` event per change, pushed by the job's pub/sub channel: the first at once
 with the current status, then one per transition (and, with ``logs=1``, one per batch of new log

@@ -20,7 +20,7 @@ POST_PROCESSING = "fal-ai/post-processing"
 @dataclass(frozen=True)
 class AppSpec:
     app_id: str  # full id used to submit, e.g. fal-ai/post-processing/blur
-    base_id: str  # owner/app: status, result and cancel live under it (contract §3.1)
+    base_id: str  # owner/app: status, result and cancel live under it (docs/contract.md §3.1)
     input_model: type[ImageInputBase]
     output_model: type[BaseModel]
     pipeline: str  # which worker pipeline runs it

@@ -1,4 +1,4 @@
-"""Parameters of every effect, exactly as contract §1 names and bounds them.
+"""Parameters of every effect, exactly as docs/contract.md §1 names and bounds them.
 
 Each effect family has one frozen model. The fal input model, the single-effect endpoints and the
 worker's effect registry are all built from these, so a parameter is declared in one place only.

@@ -38,7 +38,7 @@ def check_image_url(value: str, field: str, required: bool = True, trusted: bool
 
 
 class ImageInputBase(BaseModel):
-    """Fields every image app shares: the input image and Darkroom's extensions (decisions §5, §9)."""
+    """Fields every image app shares: the input image and Darkroom's extensions (docs/decisions.md §5, §9)."""
 
     # effect fields copied from darkroom.apps.params leave its config behind: refuse NaN and ±Infinity
     # here too, as "Input should be a finite number" rather than a misleading range error
@@ -151,7 +151,7 @@ SINGLE_EFFECT_INPUTS: dict[str, type[_SingleEffectInput]] = {
 
 
 class Image(BaseModel):
-    """Represents an image file (contract §2)."""
+    """Represents an image file (docs/contract.md §2)."""
 
     url: str
     content_type: str | None = None

@@ -1,4 +1,4 @@
-"""`darkroom keys create | list | revoke`: manage API keys (decisions §17) in the job store's Redis.
+"""`darkroom keys create | list | revoke`: manage API keys (docs/decisions.md §17) in the job store's Redis.
 
 Redis is ``DARKROOM_REDIS_URL``; when that is unset, the private Redis of a running `darkroom up`
 (its URL is kept in ``<data-dir>/redis/url``).

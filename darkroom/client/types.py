@@ -78,7 +78,8 @@ Request = SubmitHandle  # fal-client's name for the same thing
 
 
 class Status(_Model):
-    """A request's status (contract §3.4); a failed request is COMPLETED with ``error``/``error_type``."""
+    """A request's status (docs/contract.md §3.4); a failed request is COMPLETED with ``error`` and
+    ``error_type``."""
 
     status: str
     request_id: str | None = None
@@ -117,7 +118,7 @@ class Upload(Image):
 
 
 def base_id(app: str) -> str:
-    """owner/alias of an app id: status, result and cancel live under it (contract §3.1)."""
+    """owner/alias of an app id: status, result and cancel live under it (docs/contract.md §3.1)."""
     parts = app.strip("/").split("/")
     return "/".join(parts[:2])
 
