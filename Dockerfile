@@ -1,23 +1,32 @@
-# One image for the API and the workers.
-#   CPU:  docker build --build-arg TORCH_SPEC='torch==2.13.0' --build-arg TORCH_INDEX=<a CPU wheel index> .
-#   GPU:  docker build .   (PyPI's default Linux torch wheels bundle CUDA)
-FROM python:3.11-slim
-
-ARG TORCH_SPEC="torch>=2.3,<3"
-ARG TORCH_INDEX=""
+# Two images from one file: a slim API without torch, and the worker.
+#   API:     docker build --target api -t darkroom-api .
+#   Worker:  docker build --target worker -t darkroom-worker .   (PyPI's Linux torch wheels bundle CUDA)
+#   CPU worker: add --build-arg TORCH_SPEC='torch==2.13.0' --build-arg TORCH_INDEX=<a CPU wheel index>
+FROM python:3.11-slim AS base
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-
 RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-RUN if [ -n "$TORCH_INDEX" ]; then pip install --index-url "$TORCH_INDEX" "$TORCH_SPEC"; \
-    else pip install "$TORCH_SPEC"; fi
 COPY pyproject.toml README.md ./
 COPY darkroom ./darkroom
 COPY api ./api
 COPY worker ./worker
 COPY storage ./storage
-RUN pip install ".[ops]" && useradd --create-home darkroom \
-    && install -d -o darkroom -g darkroom /models  # the models volume (worker) starts owned by darkroom
+
+# The API, the operator commands and Flower: darkroom[server] (no torch).
+FROM base AS api
+RUN pip install ".[server,ops]" && useradd --create-home darkroom
 USER darkroom
-EXPOSE 8000 9808
+EXPOSE 8000
 CMD ["darkroom", "api", "--host", "0.0.0.0"]
+
+# The workers: torch first (so a CPU index can be chosen), then darkroom[worker].
+FROM base AS worker
+ARG TORCH_SPEC="torch>=2.3,<3"
+ARG TORCH_INDEX=""
+RUN if [ -n "$TORCH_INDEX" ]; then pip install --index-url "$TORCH_INDEX" "$TORCH_SPEC"; \
+    else pip install "$TORCH_SPEC"; fi
+RUN pip install ".[worker]" && useradd --create-home darkroom \
+    && install -d -o darkroom -g darkroom /models  # the models volume starts owned by darkroom
+USER darkroom
+EXPOSE 9808
+CMD ["darkroom", "worker"]

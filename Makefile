@@ -21,11 +21,11 @@ $(VENV)/.torch: | $(BIN)/python
 	@touch $@
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.torch
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[server,worker]'
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[server,worker,test]'
 	@touch $@
 
 install: $(VENV)/.installed  ## create .venv, install torch (CPU) and Darkroom

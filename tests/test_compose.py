@@ -53,7 +53,8 @@ def test_flower_watches_the_broker_from_the_darkroom_image(compose):
     assert compose["x-darkroom-env"]["DARKROOM_REDIS_URL"] == "redis://redis:6379/0"
     assert all(port.startswith("127.0.0.1:") for port in flower["ports"])  # it can control workers
     assert "ops" in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert 'pip install ".[ops]"' in (ROOT / "Dockerfile").read_text()
+    assert 'pip install ".[server,ops]"' in (ROOT / "Dockerfile").read_text()
+    assert flower["build"]["target"] == "api"
 
 
 def test_every_darkroom_variable_is_a_setting(compose):
@@ -77,6 +78,19 @@ def test_redis_is_durable_and_services_wait_for_health(compose):
     gpu = compose["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
     assert load("docker-compose.cpu.yml")["services"]["worker"]["environment"]["DARKROOM_DEVICE"] == "cpu"
+
+
+def test_api_image_is_torch_free_and_the_worker_image_has_the_models(compose):
+    text = (ROOT / "Dockerfile").read_text()
+    api_stage = text[text.index("FROM base AS api"):text.index("FROM base AS worker")]
+    instructions = "\n".join(line for line in api_stage.splitlines() if not line.lstrip().startswith("#"))
+    assert "torch" not in instructions.lower() and "[worker]" not in instructions
+    assert 'pip install ".[worker]"' in text[text.index("AS worker"):]
+    assert compose["services"]["api"]["build"]["target"] == "api"
+    assert compose["services"]["worker"]["build"]["target"] == "worker"
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert not any(dep.startswith("torch") for dep in extras["server"])
+    assert any(dep.startswith("torch") for dep in extras["worker"])
 
 
 def test_dockerfile_copies_every_package():

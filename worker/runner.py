@@ -63,13 +63,20 @@ def check_step(ctx: WorkerContext, job: JobRecord) -> None:
     """At every step boundary: stop if another worker took the job over, if it was cancelled or if it
     ran past its soft time limit."""
     cancelled, latest = ctx.store.step_check(job.id)
-    if latest and latest != ctx.worker_id:
-        raise Superseded(f"another attempt of job {job.id} started on {latest}")
+    _stop_if_superseded(ctx, job, latest)
     if cancelled:
         raise RequestCancelled("The request was cancelled")
     limit = ctx.settings.task_soft_time_limit_s
     if ctx.tracker.elapsed_s(job.id) > limit:
+        # Read again: a process stopped (SIGSTOP) since the read above counts the stopped time here,
+        # and another worker may have taken the job over meanwhile.
+        _stop_if_superseded(ctx, job, ctx.store.step_check(job.id)[1])
         raise RequestTimeout(f"The job ran longer than its {limit:g}s time limit")
+
+
+def _stop_if_superseded(ctx: WorkerContext, job: JobRecord, latest: str) -> None:
+    if latest and latest != ctx.worker_id:
+        raise Superseded(f"another attempt of job {job.id} started on {latest}")
 
 
 def prepare(ctx: WorkerContext, job: JobRecord) -> Prepared:

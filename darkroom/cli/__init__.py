@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib.util
 import logging
 import os
 import signal
@@ -15,8 +16,7 @@ import click
 
 from darkroom import __version__
 from darkroom.cli.client_commands import register as register_client_commands
-from darkroom.cli.jobs import jobs
-from darkroom.cli.keys import embedded_url_file, keys
+from darkroom.cli.embedded import embedded_url_file
 from darkroom.cli.models import models
 from darkroom.logs import configure_logging
 from darkroom.settings import Settings
@@ -38,6 +38,7 @@ def main() -> None:
 @click.option("--port", type=int, default=None, help="Port (default: DARKROOM_PORT or 8000).")
 def api(host: str | None, port: int | None) -> None:
     """Run the HTTP API (needs DARKROOM_REDIS_URL)."""
+    _need_extra("server", "uvicorn")
     import uvicorn
 
     settings = _settings(host=host, port=port)
@@ -79,6 +80,7 @@ def worker(concurrency: int | None, name: str | None, check: bool, celery_args: 
         raise click.UsageError("DARKROOM_REDIS_URL is not set")
     if check:
         sys.exit(_check_worker(settings))
+    _need_extra("worker", "torch")
     os.environ["HF_HUB_OFFLINE"] = "1"  # workers never download models (`darkroom models pull` does)
     from darkroom.broker import EFFECTS_QUEUE, WEBHOOK_QUEUE
     from worker.app import create_worker
@@ -107,6 +109,7 @@ def up(port: int | None, data_dir: Path) -> None:
 
     Stops all of them on Ctrl-C or SIGTERM.
     """
+    _need_extra("worker", "torch")
     from darkroom.cli.embedded import start_redis
 
     env = dict(os.environ)
@@ -189,8 +192,38 @@ def _settings(**overrides) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-main.add_command(keys)
-main.add_command(jobs)
+def _need_extra(extra: str, module: str) -> None:
+    """A clear message instead of an ImportError when this installation lacks a server part."""
+    if importlib.util.find_spec(module) is None:
+        raise click.ClickException(
+            f"this command needs Darkroom's {extra} parts ({module} is not installed): "
+            f"pip install 'darkroom[{extra}]'"
+        )
+
+
+def _add_operator_commands(group: click.Group) -> None:
+    """`jobs` and `keys` talk to Redis: with only the client installed (`pip install darkroom`) they
+    say which extra to install instead."""
+    try:
+        from darkroom.cli.jobs import jobs
+        from darkroom.cli.keys import keys
+    except ImportError as exc:
+        missing = exc.name or "a server dependency"
+        for name in ("jobs", "keys"):
+            @group.command(name=name, context_settings={"ignore_unknown_options": True},
+                           help=f"(needs pip install 'darkroom[server]': {missing} is missing)")
+            @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+            def unavailable(args: tuple[str, ...], _missing: str = missing) -> None:
+                raise click.ClickException(
+                    f"this command needs Darkroom's server parts ({_missing} is not installed): "
+                    "pip install 'darkroom[server]'"
+                )
+        return
+    group.add_command(keys)
+    group.add_command(jobs)
+
+
+_add_operator_commands(main)
 main.add_command(models)
 register_client_commands(main)  # submit, run, status, cancel
 

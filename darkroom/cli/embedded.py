@@ -1,4 +1,5 @@
-"""A private redis-server for the embedded default (`darkroom up`) and for the test suite."""
+"""A private redis-server for the embedded default (`darkroom up`) and for the test suite, and where
+`darkroom up` leaves its URL for the other commands."""
 
 from __future__ import annotations
 
@@ -10,9 +11,21 @@ import sys
 import time
 from pathlib import Path
 
-import redis
+import click
 
 log = logging.getLogger(__name__)
+
+EMBEDDED_URL_FILE = Path("redis") / "url"
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
+    help="Data directory of `darkroom up` (used when DARKROOM_REDIS_URL is unset).",
+)
+
+
+def embedded_url_file(data_dir: Path) -> Path:
+    """Where `darkroom up` writes the URL of the Redis it started."""
+    return data_dir / EMBEDDED_URL_FILE
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -36,6 +49,8 @@ def start_redis(
     data_dir: Path, port: int | None = None, appendonly: bool = True, wait_s: float = 10.0
 ) -> tuple[subprocess.Popen, str]:
     """Start redis-server on loopback; returns the process and its URL once it answers PING."""
+    import redis  # the server extras
+
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     cmd = [

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import redis
 
-from darkroom.cli.keys import data_dir_option, embedded_url_file
+from darkroom.cli.embedded import data_dir_option, embedded_url_file
 from darkroom.job import JobRecord
 from darkroom.settings import Settings
 from storage.jobs import JobStore

@@ -12,16 +12,10 @@ from pathlib import Path
 import click
 import redis
 
+from darkroom.cli.embedded import data_dir_option, embedded_url_file
 from darkroom.settings import Settings
 from storage.apikeys import ApiKeyInfo, ApiKeyStore
 from storage.jobs import redis_client
-
-EMBEDDED_URL_FILE = Path("redis") / "url"
-
-
-def embedded_url_file(data_dir: Path) -> Path:
-    """Where `darkroom up` writes the URL of the Redis it started."""
-    return data_dir / EMBEDDED_URL_FILE
 
 
 def _store(data_dir: Path) -> ApiKeyStore:
@@ -50,11 +44,6 @@ def _row(info: ApiKeyInfo) -> str:
     state = f"revoked {_when(info.revoked_at)}" if info.revoked else "active"
     return f"{info.key_id}  {_when(info.created_at)}  {state:<28}  {info.name}"
 
-
-data_dir_option = click.option(
-    "--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
-    help="Data directory of `darkroom up` (used when DARKROOM_REDIS_URL is unset).",
-)
 
 
 @click.group()
