@@ -4,7 +4,7 @@
     python benchmarks/diffusion.py --gpu         # CUDA: real-size architectures, random fp16 weights
     python benchmarks/diffusion.py --gpu --smoke # the --gpu code path at toy sizes, on any device
 
-Default mode: the tiny models of the test suite (tests/diffusion_models.py). *Batching*: the same
+Default mode: the tiny models of the test suite (tests/support/diffusion_models.py). *Batching*: the same
 requests run one per pipeline call and four per call through worker/diffusion/calls.py, the code the
 worker runs (per-step checks are no-ops here). *Queue overhead*: a redis-server, an API process and
 one worker process; sequential synchronous runs (`POST /run/darkroom/refine`), overhead = end-to-end
@@ -161,7 +161,7 @@ def overhead_rows(models_dir: Path, config: Path, jobs: int) -> list[Row]:
 
 
 def cpu_rows(args) -> list[Row]:
-    from tests.diffusion_models import build_tiny_models
+    from tests.support.diffusion_models import build_tiny_models
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="darkroom-diffusion-bench-") as tmp:
@@ -202,7 +202,7 @@ def build_sd15_img2img(scratch: Path, smoke: bool):
     """SD1.5-shaped image-to-image pipeline (random weights); a narrow version with ``smoke``."""
     from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
 
-    from tests.diffusion_models import tiny_tokenizer
+    from tests.support.diffusion_models import tiny_tokenizer
 
     width = (32, 64, 64, 64) if smoke else (320, 640, 1280, 1280)
     unet = UNet2DConditionModel(
@@ -242,7 +242,7 @@ def build_sd_x4(scratch: Path, smoke: bool):
     """Shaped like stabilityai/stable-diffusion-x4-upscaler (7-channel UNet, OpenCLIP-H text)."""
     from diffusers import DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline, UNet2DConditionModel
 
-    from tests.diffusion_models import tiny_tokenizer
+    from tests.support.diffusion_models import tiny_tokenizer
 
     width = (32, 64, 64, 64) if smoke else (256, 512, 512, 1024)
     unet = UNet2DConditionModel(

@@ -3,9 +3,9 @@ costs Darkroom, measured from outside, like an operator would (real processes: r
 `darkroom api`, `darkroom worker`s, a webhook receiver).
 
 A control row (``no_fault``) runs the same jobs with nothing breaking. Each scenario runs with the
-fault suite's SHORT settings (``FAST`` in tests/test_faults.py) and with DEFAULT settings (production
+fault suite's SHORT settings (``FAST`` in tests/e2e/test_faults.py) and with DEFAULT settings (production
 defaults for the visibility timeout, heartbeats and sweeps; only the plumbing to reach the local
-servers is set). Jobs are the fault app's ``slow`` mode (tests/fault_plugin.py), each with a fal
+servers is set). Jobs are the fault app's ``slow`` mode (tests/support/fault_plugin.py), each with a fal
 webhook. One row per scenario and settings:
 
 * jobs lost: accepted (200 with a request_id) but not COMPLETED without error by the cap;
@@ -55,10 +55,10 @@ from darkroom.settings import Settings  # noqa: E402
 from storage import keys  # noqa: E402
 from storage.jobs import redis_client  # noqa: E402
 from storage.objects import build_object_store  # noqa: E402
-from tests.conftest import make_settings, stop_process  # noqa: E402
-from tests.images import gradient, png_data_uri  # noqa: E402
-from tests.servers import WebhookReceiver  # noqa: E402
-from tests.test_faults import FAST, FAULTS, EventLog  # noqa: E402
+from tests.e2e.test_faults import FAST, FAULTS, EventLog  # noqa: E402
+from tests.support.harness import make_settings, stop_process  # noqa: E402
+from tests.support.images import gradient, png_data_uri  # noqa: E402
+from tests.support.servers import WebhookReceiver  # noqa: E402
 
 log = logging.getLogger("bench.faults")
 
@@ -82,7 +82,7 @@ def known(values: dict) -> dict:
 
 def build_settings(profile: str, redis_url: str, port: int, data: Path) -> Settings:
     plumbing = dict(
-        local_storage_dir=data / "objects", plugins="tests.fault_plugin", max_queue_length=0,
+        local_storage_dir=data / "objects", plugins="tests.support.fault_plugin", max_queue_length=0,
         torch_threads=1, metrics_port=0, log_level="INFO",
     )
     if profile == "short":

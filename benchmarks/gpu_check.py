@@ -15,16 +15,15 @@ Sections (each a function yielding rows; a new one, e.g. video or codecs, is one
              TOLERANCE. Effects that draw noise (grain, dissolve) seed a torch.Generator on the tensor's
              device, and CUDA's generator is another stream than the CPU's: when their outputs differ the
              row says "RNG differs" and compares the noise's statistics instead (FAIL if those differ).
-  diffusion  the test suite's tiny random models (tests/diffusion_models.py), saved with save_pretrained
-             and loaded through the worker's loader (fp16 on CUDA), refine and both upscalers at batch
-             1/4/8: images/s, ms per batch, peak device memory (weights included).
+  diffusion  the test suite's tiny random models (tests/support/diffusion_models.py), saved with
+             save_pretrained and loaded through the worker's loader (fp16 on CUDA), refine and both
+             upscalers at batch 1/4/8: images/s, ms per batch, peak device memory (weights included).
 
 Runs in-process with torch, numpy, Pillow and transformers (a CUDA machine's usual stack) plus pydantic
 (the effect parameters) and diffusers (the diffusion section): `make gpu-wheels` downloads those as
-wheels to carry along (and, for now, the packages the diffusion code imports without using them: see
-the Makefile). No Redis server, Celery worker, API or network. Without CUDA it says so in one line and exits
-0; otherwise the exit status is 1 when a row FAILs or errors. Rows stop being added once --budget-s
-has passed (the remaining sections are listed as skipped).
+wheels to carry along. No Redis server, Celery worker, API or network. Without CUDA it says so in one
+line and exits 0; otherwise the exit status is 1 when a row FAILs or errors. Rows stop being added
+once --budget-s has passed (the remaining sections are listed as skipped).
 """
 
 from __future__ import annotations
@@ -301,7 +300,7 @@ def diffusion_rows(ctx: Context) -> Iterator[Row]:
 
     from benchmarks.diffusion import members
     from darkroom.models import load_models_config, register_model
-    from tests.diffusion_models import build_tiny_models
+    from tests.support.diffusion_models import build_tiny_models
     from worker.diffusion.loader import PipelineCache
 
     with tempfile.TemporaryDirectory(prefix="darkroom-gpu-check-") as tmp:

@@ -95,8 +95,8 @@ def task_message(task: str, request_id: str, queue: str, priority: int = 0) -> s
     """A message for ``task(request_id)`` exactly as Celery's ``send_task`` would push it onto
     ``queue`` (task protocol 2, kombu's Redis envelope). Darkroom pushes its own messages so that the
     job store can push them inside the Lua script that changes the record (a record and its message
-    exist together or not at all, in one round trip). tests/test_broker.py checks them against what
-    Celery itself sends."""
+    exist together or not at all, in one round trip). tests/integration/test_broker.py checks them
+    against what Celery itself sends."""
     task_id = str(uuid.uuid4())
     args = [request_id]
     body = json.dumps([args, {}, _EMBED]).encode()

@@ -16,7 +16,7 @@ worker logs "Unrecoverable error" and exits (code 0) whenever a Redis restart fi
 flight. Raising a connection error instead lets Celery ignore the failed close and reconnect, as it
 does when Redis is simply down; those messages stay recorded as unacknowledged in Redis, and the
 recovery sweep (storage/recovery.py) brings their jobs back from the records.
-(No upstream issue was found for it; tests/test_faults.py kills Redis with slots busy to cover it.)
+(No upstream issue was found for it; tests/e2e/test_faults.py kills Redis with slots busy to cover it.)
 
 Selected by ``broker_transport`` in :func:`darkroom.broker.make_celery`.
 """

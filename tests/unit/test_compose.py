@@ -1,0 +1,99 @@
+"""docker-compose.yml cannot run here (no Docker engine): check it statically against the code."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from darkroom.cli import main as cli
+from darkroom.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """SafeLoader that understands compose's `!reset` / `!override` tags."""
+
+
+ComposeLoader.add_constructor("!reset", lambda loader, node: None)
+ComposeLoader.add_constructor("!override", lambda loader, node: loader.construct_mapping(node))
+
+
+def load(name: str) -> dict:
+    return yaml.load((ROOT / name).read_text(), Loader=ComposeLoader)  # noqa: S506 - safe subclass
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load("docker-compose.yml")
+
+
+def darkroom_services(compose: dict) -> dict:
+    return {name: svc for name, svc in compose["services"].items() if svc.get("build")}
+
+
+def test_darkroom_commands_exist(compose):
+    services = darkroom_services(compose)
+    assert set(services) == {"api", "worker", "flower"}
+    for name, svc in services.items():
+        if name == "flower":
+            continue  # Celery's monitor from the same image (next test)
+        command = svc["command"]
+        assert command[0] == "darkroom"
+        assert command[1] in cli.commands, f"darkroom has no `{command[1]}` command"
+
+
+def test_flower_watches_the_broker_from_the_darkroom_image(compose):
+    flower = compose["services"]["flower"]
+    assert flower["command"][0] == "celery" and "flower" in flower["command"]
+    assert "--broker=redis://redis:6379/0" in flower["command"]
+    assert compose["x-darkroom-env"]["DARKROOM_REDIS_URL"] == "redis://redis:6379/0"
+    assert all(port.startswith("127.0.0.1:") for port in flower["ports"])  # it can control workers
+    assert "ops" in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert 'pip install ".[server,ops]"' in (ROOT / "Dockerfile").read_text()
+    assert flower["build"]["target"] == "api"
+
+
+def test_every_darkroom_variable_is_a_setting(compose):
+    for name in ("docker-compose.yml", "docker-compose.cpu.yml"):
+        for svc_name, svc in load(name)["services"].items():
+            for var in (svc or {}).get("environment", {}) or {}:
+                if var.startswith("DARKROOM_"):
+                    field = var.removeprefix("DARKROOM_").lower()
+                    assert field in Settings.model_fields, f"{name}:{svc_name} sets unknown {var}"
+
+
+def test_redis_is_durable_and_services_wait_for_health(compose):
+    redis_cmd = " ".join(compose["services"]["redis"]["command"])
+    assert "--appendonly yes" in redis_cmd and "--maxmemory-policy noeviction" in redis_cmd
+    for name in ("api", "worker"):
+        deps = compose["services"][name]["depends_on"]
+        assert deps["redis"]["condition"] == "service_healthy"
+        assert deps["create-bucket"]["condition"] == "service_completed_successfully"
+    for name in ("redis", "minio", "api"):
+        assert compose["services"][name]["healthcheck"]["test"]
+    gpu = compose["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["capabilities"] == ["gpu"]
+    assert load("docker-compose.cpu.yml")["services"]["worker"]["environment"]["DARKROOM_DEVICE"] == "cpu"
+
+
+def test_api_image_is_torch_free_and_the_worker_image_has_the_models(compose):
+    text = (ROOT / "Dockerfile").read_text()
+    api_stage = text[text.index("FROM base AS api"):text.index("FROM base AS worker")]
+    instructions = "\n".join(line for line in api_stage.splitlines() if not line.lstrip().startswith("#"))
+    assert "torch" not in instructions.lower() and "[worker]" not in instructions
+    assert 'pip install ".[worker]"' in text[text.index("AS worker"):]
+    assert compose["services"]["api"]["build"]["target"] == "api"
+    assert compose["services"]["worker"]["build"]["target"] == "worker"
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert not any(dep.startswith("torch") for dep in extras["server"])
+    assert any(dep.startswith("torch") for dep in extras["worker"])
+
+
+def test_dockerfile_copies_every_package():
+    text = (ROOT / "Dockerfile").read_text()
+    for package in ("darkroom", "api", "worker", "storage"):
+        assert f"COPY {package} ./{package}" in text
