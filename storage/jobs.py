@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 
 import redis
@@ -389,7 +388,7 @@ class JobStore:
         return [k.decode().removeprefix(keys.heartbeat("")) for k in found]
 
     def _webhook_args(self, job: JobRecord) -> tuple[list[str], list]:
-        hook_keys, hook_args = webhooks.create_args(job.id, job.webhook_url, uuid.uuid4().hex)
+        hook_keys, hook_args = webhooks.create_args(job.id, job.webhook_url)
         return [keys.job_webhook(job.id), *hook_keys], [*hook_args, self.recovery_grace_s]
 
     def _finish_with(self, job: JobRecord, field: str, value: dict, metrics: dict, log: LogEntry | None,

@@ -122,9 +122,6 @@ class Resent:
     webhooks: list[str] = field(default_factory=list)  # lost message or dead attempt
     webhook_retries: list[str] = field(default_factory=list)  # due retries
 
-    def total(self) -> int:
-        return len(self.queued) + len(self.running) + len(self.webhooks) + len(self.webhook_retries)
-
 
 class Recovery:
     """One sweep over the records; see the module docstring."""

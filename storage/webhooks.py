@@ -21,6 +21,7 @@ or the job is not completed. Its life:
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 
 import redis
@@ -28,8 +29,6 @@ import redis
 from darkroom import broker
 from darkroom.job import LogEntry
 from storage import keys
-
-FINAL_STATES = ("delivered", "failed")
 
 # A Lua function for the scripts that complete a job (storage/jobs.py _FINISH and _CANCEL): creates
 # the job's webhook record as ``pending`` and pushes its first message. ``message`` '' means no webhook.
@@ -102,10 +101,12 @@ class Begun:
     delivery_id: str = ""
 
 
-def create_args(request_id: str, webhook_url: str, delivery_id: str) -> tuple[list[str], list[str]]:
+def create_args(request_id: str, webhook_url: str) -> tuple[list[str], list[str]]:
     """The keys and arguments :data:`CREATE_LUA` needs, in its order after ``hook``: pending, list,
-    seq; and message, delivery id (message '' when the job has no webhook)."""
-    message = broker.webhook_message(request_id) if webhook_url else ""
+    seq; and message, a new delivery id (both '' when the job has no webhook)."""
+    if not webhook_url:
+        return [keys.WEBHOOKS_PENDING, broker.WEBHOOK_QUEUE, keys.SEQUENCE], ["", ""]
+    message, delivery_id = broker.webhook_message(request_id), uuid.uuid4().hex
     return [keys.WEBHOOKS_PENDING, broker.WEBHOOK_QUEUE, keys.SEQUENCE], [message, delivery_id]
 
 

@@ -192,13 +192,17 @@ def _settings(**overrides) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def _missing_extra(extra: str, module: str) -> click.ClickException:
+    return click.ClickException(
+        f"this command needs Darkroom's {extra} parts ({module} is not installed): "
+        f"pip install 'darkroom[{extra}]'"
+    )
+
+
 def _need_extra(extra: str, module: str) -> None:
     """A clear message instead of an ImportError when this installation lacks a server part."""
     if importlib.util.find_spec(module) is None:
-        raise click.ClickException(
-            f"this command needs Darkroom's {extra} parts ({module} is not installed): "
-            f"pip install 'darkroom[{extra}]'"
-        )
+        raise _missing_extra(extra, module)
 
 
 def _add_operator_commands(group: click.Group) -> None:
@@ -214,10 +218,7 @@ def _add_operator_commands(group: click.Group) -> None:
                            help=f"(needs pip install 'darkroom[server]': {missing} is missing)")
             @click.argument("args", nargs=-1, type=click.UNPROCESSED)
             def unavailable(args: tuple[str, ...], _missing: str = missing) -> None:
-                raise click.ClickException(
-                    f"this command needs Darkroom's server parts ({_missing} is not installed): "
-                    "pip install 'darkroom[server]'"
-                )
+                raise _missing_extra("server", _missing)
         return
     group.add_command(keys)
     group.add_command(jobs)
