@@ -19,13 +19,15 @@ import pytest
 from darkroom.cli.embedded import free_port
 from storage.objects import build_object_store
 from tests.support.diffusion_models import build_tiny_models
+from tests.support.fal_queue import download_png, first_image, log_messages, result, status, submit, wait_done
 from tests.support.harness import make_settings, start_worker, stop_process, wait_for
-from tests.support.images import decode_png, gradient, png_data_uri
+from tests.support.images import gradient, png_data_uri
 from tests.support.servers import running_api
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 UPSCALE, REFINE = "darkroom/upscale", "darkroom/refine"
 ABSENT = "example/not-pulled"
+WAIT_S = 90  # seconds a request may take through the queue
 
 
 @pytest.fixture(scope="module")
@@ -48,60 +50,28 @@ def stack(redis_url, s3_endpoint, tmp_path_factory) -> Iterator[SimpleNamespace]
         stop_process(proc)
 
 
-def submit(stack, app: str, body: dict) -> dict:
-    resp = stack.client.post(f"/{app}", json=body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()
-
-
-def status(stack, sub: dict) -> dict:
-    return stack.client.get(sub["status_url"], params={"logs": "1"}).json()
-
-
-def wait_done(stack, sub: dict) -> dict:
-    return wait_for(lambda: (s := status(stack, sub))["status"] == "COMPLETED" and s, timeout_s=90)
-
-
-def result(stack, sub: dict) -> dict:
-    done = wait_done(stack, sub)
-    assert "error" not in done, done
-    resp = stack.client.get(sub["response_url"])
-    assert resp.status_code == 200, resp.text
-    return resp.json()
-
-
-def messages(state: dict) -> list[str]:
-    return [e["message"] for e in state["logs"] or []]
-
-
-def download(image: dict) -> np.ndarray:
-    resp = httpx.get(image["url"], timeout=10)
-    assert resp.status_code == 200
-    return decode_png(resp.content)
-
-
 def test_refine_through_the_queue(stack):
     body = {"image_url": png_data_uri(gradient(32, 24)), "prompt": "a cat", "model": "tiny-refine",
             "num_inference_steps": 4, "strength": 0.75, "num_images": 2, "seed": 42}
-    sub = submit(stack, REFINE, body)
+    sub = submit(stack.client, body, REFINE)
     assert sub["status_url"].endswith(f"/{REFINE}/requests/{sub['request_id']}/status")
-    out = result(stack, sub)
+    out = result(stack.client, sub, timeout_s=WAIT_S)
     assert out["seed"] == 42 and len(out["images"]) == 2
     assert {"prepare_s", "run_s", "denoise_s"} <= set(out["timings"])
-    first, second = (download(img) for img in out["images"])
+    first, second = (download_png(img) for img in out["images"])
     assert first.shape == second.shape == (24, 32, 3)
     assert not np.array_equal(first, second)  # image 1 has its own seed (43)
-    assert "step 3/3" in messages(status(stack, sub))  # progress in the status logs
+    assert "step 3/3" in log_messages(status(stack.client, sub))  # progress in the status logs
 
 
 def test_upscale_scale_4_with_a_prompt_and_scale_2_without(stack):
     src = gradient(20, 12)
-    four = submit(stack, UPSCALE, {"image_url": png_data_uri(src), "model": "tiny-sd-upscaler",
-                                   "prompt": "a sky", "num_inference_steps": 2, "noise_level": 10})
-    two = submit(stack, UPSCALE, {"image_url": png_data_uri(src), "model": "tiny-ldm", "scale": 2,
-                                  "num_inference_steps": 2})
-    assert download(result(stack, four)["images"][0]).shape == (48, 80, 3)
-    assert download(result(stack, two)["images"][0]).shape == (24, 40, 3)
+    four = submit(stack.client, {"image_url": png_data_uri(src), "model": "tiny-sd-upscaler",
+                                 "prompt": "a sky", "num_inference_steps": 2, "noise_level": 10}, UPSCALE)
+    two = submit(stack.client, {"image_url": png_data_uri(src), "model": "tiny-ldm", "scale": 2,
+                                "num_inference_steps": 2}, UPSCALE)
+    assert first_image(result(stack.client, four, timeout_s=WAIT_S)).shape == (48, 80, 3)
+    assert first_image(result(stack.client, two, timeout_s=WAIT_S)).shape == (24, 40, 3)
 
 
 def test_sync_run_answers_with_the_output(stack):
@@ -127,8 +97,8 @@ def test_bad_requests_are_422_naming_the_field(stack, app, body, field):
 
 
 def test_a_model_that_was_never_pulled_fails_fast(stack):
-    sub = submit(stack, UPSCALE, {"image_url": png_data_uri(gradient(8, 8)), "model": ABSENT})
-    done = wait_done(stack, sub)
+    sub = submit(stack.client, {"image_url": png_data_uri(gradient(8, 8)), "model": ABSENT}, UPSCALE)
+    done = wait_done(stack.client, sub, timeout_s=WAIT_S)
     assert done["error_type"] == "model_unavailable"
     assert f"darkroom models pull {ABSENT}" in done["error"]
     resp = stack.client.get(sub["response_url"])
@@ -138,13 +108,13 @@ def test_a_model_that_was_never_pulled_fails_fast(stack):
 def test_cancel_mid_run_stops_within_a_step_and_stores_nothing(stack):
     body = {"image_url": png_data_uri(gradient(96, 96)), "prompt": "a cat", "model": "tiny-refine",
             "num_inference_steps": 150, "strength": 1.0}
-    sub = submit(stack, REFINE, body)
-    steps = lambda: [m for m in messages(status(stack, sub)) if m.startswith("step ")]  # noqa: E731
+    sub = submit(stack.client, body, REFINE)
+    steps = lambda: [m for m in log_messages(status(stack.client, sub)) if m.startswith("step ")]  # noqa: E731
     wait_for(lambda: len(steps()) >= 2, timeout_s=60)
     assert stack.client.put(sub["cancel_url"]).status_code == 202
     seen = len(steps())
-    done = wait_done(stack, sub)
+    done = wait_done(stack.client, sub, timeout_s=WAIT_S)
     assert done["error_type"] == "request_cancelled"
-    final = [m for m in messages(done) if m.startswith("step ")]
+    final = [m for m in log_messages(done) if m.startswith("step ")]
     assert len(final) <= seen + 1 and final[-1] != "step 150/150"
     assert list(stack.objects.list_objects(f"{sub['request_id']}/")) == []

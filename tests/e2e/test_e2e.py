@@ -9,41 +9,11 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.support.fal_queue import APP, download_png, first_image, run, submit, wait_done
 from tests.support.harness import wait_for
-from tests.support.images import decode_png, gradient, png_data_uri
+from tests.support.images import gradient, png_data_uri
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
-APP = "fal-ai/post-processing"
-
-
-def submit(client: httpx.Client, body: dict, app: str = APP) -> dict:
-    resp = client.post(f"/{app}", json=body)
-    assert resp.status_code == 200, resp.text
-    data = resp.json()
-    assert resp.headers["x-fal-request-id"] == data["request_id"]
-    return data
-
-
-def wait_done(client: httpx.Client, status_url: str) -> dict:
-    def poll():
-        resp = client.get(status_url, params={"logs": "1"})
-        assert resp.status_code in (200, 202), resp.text
-        return resp.json() if resp.status_code == 200 else None
-
-    return wait_for(poll, timeout_s=60)
-
-
-def run(client: httpx.Client, body: dict, app: str = APP) -> tuple[dict, np.ndarray]:
-    sub = submit(client, body, app)
-    status = wait_done(client, sub["status_url"])
-    assert status["status"] == "COMPLETED"
-    assert "error" not in status, status
-    result = client.get(sub["response_url"])
-    assert result.status_code == 200, result.text
-    image = result.json()["images"][0]
-    download = httpx.get(image["url"], timeout=10)
-    assert download.status_code == 200
-    return result.json(), decode_png(download.content)
 
 
 def test_submit_returns_the_queue_contract(client):
@@ -53,7 +23,7 @@ def test_submit_returns_the_queue_contract(client):
     rid = sub["request_id"]
     for key, suffix in (("response_url", ""), ("status_url", "/status"), ("cancel_url", "/cancel")):
         assert sub[key].endswith(f"/{APP}/requests/{rid}{suffix}")
-    status = wait_done(client, sub["status_url"])
+    status = wait_done(client, sub)
     assert status["metrics"]["inference_time"] > 0
     assert isinstance(status["logs"], list) and status["logs"]
     assert {"message", "level", "source", "timestamp"} <= set(status["logs"][0])
@@ -62,8 +32,9 @@ def test_submit_returns_the_queue_contract(client):
 def test_desaturate_makes_the_result_grey(client):
     src = gradient()
     body = {"image_url": png_data_uri(src), "enable_desaturate": True, "desaturate_factor": 1.0}
-    result, out = run(client, body)
+    _, result = run(client, body)
     img = result["images"][0]
+    out = download_png(img)
     assert (img["width"], img["height"], img["content_type"]) == (32, 24, "image/png")
     assert img["file_size"] > 0 and img["file_name"].endswith(".png")
     assert np.abs(out[..., 0].astype(int) - out[..., 1]).max() <= 1
@@ -81,7 +52,7 @@ def test_solarize_and_vignette_chain(client):
         "enable_vignette": True,
         "vignette_strength": 1.0,
     }
-    _, out = run(client, body)
+    out = first_image(run(client, body)[1])
     assert out[0, 0].max() == 0  # strength 1: the corners go black
     ys = np.linspace(-1, 1, 30)[:, None]
     xs = np.linspace(-1, 1, 40)[None, :]
@@ -93,16 +64,17 @@ def test_solarize_and_vignette_chain(client):
 
 def test_no_effect_returns_identical_pixels_and_single_effect_route(client):
     src = gradient(17, 9)
-    _, out = run(client, {"image_url": png_data_uri(src)})
+    out = first_image(run(client, {"image_url": png_data_uri(src)})[1])
     assert np.array_equal(out, src)
-    _, out = run(client, {"image_url": png_data_uri(src), "solarize_threshold": 0.0}, f"{APP}/solarize")
+    body = {"image_url": png_data_uri(src), "solarize_threshold": 0.0}
+    out = first_image(run(client, body, f"{APP}/solarize")[1])
     assert np.array_equal(out, np.where(src > 0, 255 - src, 0))  # x > 0 is inverted
 
 
 def test_result_urls_are_presigned_afresh(client):
     """Records keep object keys, not URLs: every result read signs a new URL for the same object."""
     sub = submit(client, {"image_url": png_data_uri(gradient())})
-    wait_done(client, sub["status_url"])
+    wait_done(client, sub)
 
     def result_url() -> str:
         return client.get(sub["response_url"]).json()["images"][0]["url"]
@@ -152,7 +124,7 @@ def test_bad_image_fails_without_retry(client, settings):
     key = f"uploads/not-an-image-{uuid.uuid4()}.png"
     build_object_store(settings).put(key, b"hello world", "image/png")
     sub = submit(client, {"image_url": f"{settings.api_base_url}/files/{key}"})
-    status = wait_done(client, sub["status_url"])
+    status = wait_done(client, sub)
     assert status["error_type"] == "unsupported_image"
     resp = client.get(sub["response_url"])
     assert resp.status_code == 422
@@ -163,7 +135,7 @@ def test_bad_image_fails_without_retry(client, settings):
 
 def test_completed_job_cannot_be_cancelled(client):
     sub = submit(client, {"image_url": png_data_uri(gradient())})
-    wait_done(client, sub["status_url"])
+    wait_done(client, sub)
     resp = client.put(sub["cancel_url"])
     assert resp.status_code == 400 and resp.json() == {"status": "ALREADY_COMPLETED"}
 

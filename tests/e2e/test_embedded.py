@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from darkroom.cli.embedded import free_port
+from tests.support.fal_queue import download_png, result, submit, wait_done
 from tests.support.harness import ROOT, wait_for
-from tests.support.images import decode_png, gradient, png_data_uri
+from tests.support.images import gradient, png_data_uri
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -36,11 +37,11 @@ def test_up_serves_a_job_and_stops_cleanly(tmp_path):
     try:
         wait_for(lambda: _ok(base + "/ready"), timeout_s=60, interval_s=0.2)
         body = {"image_url": png_data_uri(gradient()), "enable_desaturate": True}
-        sub = httpx.post(f"{base}/fal-ai/post-processing", json=body).json()
-        wait_for(lambda: httpx.get(sub["status_url"]).status_code == 200, timeout_s=60, interval_s=0.1)
-        url = httpx.get(sub["response_url"]).json()["images"][0]["url"]
-        assert url.startswith(f"{base}/files/")
-        out = decode_png(httpx.get(url).content)
+        sub = submit(base, body)
+        wait_done(base, sub, interval_s=0.1)
+        image = result(base, sub)["images"][0]
+        assert image["url"].startswith(f"{base}/files/")
+        out = download_png(image)
         assert np.abs(out[..., 0].astype(int) - out[..., 2]).max() <= 1
         # the job reached Redis' append-only file, so a restart of `darkroom up` keeps it
         wait_for(lambda: sub["request_id"].encode() in _aof(tmp_path / "redis"), timeout_s=5)
@@ -74,9 +75,8 @@ def test_up_restarts_a_dead_worker(tmp_path):
         os.kill(workers[0], signal.SIGKILL)
         wait_for(lambda: (w := _children(proc.pid, "worker")) and w != workers, timeout_s=30, interval_s=0.2)
         body = {"image_url": png_data_uri(gradient()), "enable_solarize": True}
-        sub = httpx.post(f"{base}/fal-ai/post-processing", json=body).json()
-        wait_for(lambda: httpx.get(sub["status_url"]).status_code == 200, timeout_s=60, interval_s=0.1)
-        assert "error" not in httpx.get(sub["status_url"]).json()
+        sub = submit(base, body)
+        assert "error" not in wait_done(base, sub, interval_s=0.1)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=40)

@@ -25,6 +25,7 @@ import redis
 from darkroom.broker import RUN_JOB_TASK, make_celery
 from darkroom.cli.embedded import free_port, start_redis
 from storage.webhooks import WebhookStore
+from tests.support.fal_queue import image_body, submit
 from tests.support.harness import ServerThread, make_settings, start_worker, stop_process, wait_for
 from tests.support.images import gradient, png_data_uri
 from tests.support.servers import WebhookReceiver
@@ -132,16 +133,12 @@ def ensure_worker(env: dict) -> None:
         spawn(env, "shared", "--concurrency", "4")
 
 
-def submit(env: dict, count: int, webhook: str | None = None, **fields) -> list[str]:
-    body = {"image_url": png_data_uri(gradient(16, 16)), **fields}
-    url = f"{env['settings'].api_base_url}/{FAULTS}"
+def submit_faults(env: dict, count: int, webhook: str | None = None, **fields) -> list[str]:
+    """``count`` requests to the fault app with ``fields`` (its ``mode`` and such): their ids."""
+    body = image_body(16, 16, **fields)
     params = {"fal_webhook": webhook} if webhook else None
-    ids = []
-    for _ in range(count):
-        resp = httpx.post(url, json=body, params=params, timeout=10)
-        assert resp.status_code == 200, resp.text
-        ids.append(resp.json()["request_id"])
-    return ids
+    base = env["settings"].api_base_url
+    return [submit(base, body, FAULTS, params=params)["request_id"] for _ in range(count)]
 
 
 def store(env: dict):
@@ -151,7 +148,8 @@ def store(env: dict):
     return JobStore(redis_client(s.redis_url, 2), s.retention_s)
 
 
-def wait_status(env: dict, ids: list[str], status: str, timeout_s: float = 40) -> None:
+def wait_store_status(env: dict, ids: list[str], status: str, timeout_s: float = 40) -> None:
+    """Wait until every job's record in Redis has ``status`` (printing them all when it times out)."""
     js = store(env)
     try:
         wait_for(lambda: all(js.get(i).status == status for i in ids), timeout_s=timeout_s, interval_s=0.05)
@@ -185,12 +183,12 @@ def assert_done_once(env: dict, ids: list[str]) -> list:
 
 def test_sigkill_worker_mid_batch(env):
     first = only_worker(env, "a", 4)
-    ids = submit(env, 4, mode="slow", sleep_ms=1200)
-    wait_status(env, ids, "IN_PROGRESS")
+    ids = submit_faults(env, 4, mode="slow", sleep_ms=1200)
+    wait_store_status(env, ids, "IN_PROGRESS")
     first.send_signal(signal.SIGKILL)
     first.wait()
     spawn(env, "b", "--concurrency", "4")
-    wait_status(env, ids, "COMPLETED")
+    wait_store_status(env, ids, "COMPLETED")
     jobs = assert_done_once(env, ids)
     assert [(j.error, j.crashes, j.attempts) for j in jobs] == [(None, 1, 2)] * 4
 
@@ -206,8 +204,8 @@ def messages_gone(env: dict, request_id: str) -> bool:
 
 def test_duplicate_delivery_has_one_effect(env):
     ensure_worker(env)
-    ids = submit(env, 1)
-    wait_status(env, ids, "COMPLETED")
+    ids = submit_faults(env, 1)
+    wait_store_status(env, ids, "COMPLETED")
     celery = make_celery(env["settings"])
     for _ in range(2):
         celery.send_task(RUN_JOB_TASK, args=[ids[0]], queue="darkroom")
@@ -218,11 +216,11 @@ def test_duplicate_delivery_has_one_effect(env):
 
 def test_failing_item_does_not_sink_its_batch(env):
     ensure_worker(env)
-    first = submit(env, 1, mode="slow", sleep_ms=400)  # keeps the device busy while the rest queue up
-    wait_status(env, first, "IN_PROGRESS")
-    ids = first + submit(env, 2, mode="slow", sleep_ms=50)
-    bad = submit(env, 1, mode="fail")
-    wait_status(env, ids + bad, "COMPLETED")
+    first = submit_faults(env, 1, mode="slow", sleep_ms=400)  # keeps the device busy while the rest queue up
+    wait_store_status(env, first, "IN_PROGRESS")
+    ids = first + submit_faults(env, 2, mode="slow", sleep_ms=50)
+    bad = submit_faults(env, 1, mode="fail")
+    wait_store_status(env, ids + bad, "COMPLETED")
     jobs = assert_done_once(env, ids + bad)
     assert all(j.error is None for j in jobs[:3])
     assert jobs[3].error["error_type"] == "internal_error" and "injected" in jobs[3].error["detail"]
@@ -232,8 +230,8 @@ def test_failing_item_does_not_sink_its_batch(env):
 
 @pytest.mark.timeout(240)
 def test_poison_job_fails_as_worker_crash_and_the_queue_flows(env):
-    poison = submit(env, 1, mode="crash")
-    behind = submit(env, 3)
+    poison = submit_faults(env, 1, mode="crash")
+    behind = submit_faults(env, 3)
     js = store(env)
     deadline = time.monotonic() + 150
     proc = only_worker(env, "p", 1)
@@ -242,7 +240,7 @@ def test_poison_job_fails_as_worker_crash_and_the_queue_flows(env):
         if proc.poll() is not None:  # what a supervisor (compose restart policy) does
             proc = spawn(env, "p", "--concurrency", "1")
         time.sleep(0.1)
-    wait_status(env, behind, "COMPLETED", timeout_s=60)
+    wait_store_status(env, behind, "COMPLETED", timeout_s=60)
     jobs = assert_done_once(env, poison + behind)
     assert jobs[0].error["error_type"] == "worker_crash" and jobs[0].crashes == 3
     assert all(j.error is None for j in jobs[1:])
@@ -252,12 +250,12 @@ def test_poison_job_fails_as_worker_crash_and_the_queue_flows(env):
 
 def test_sigterm_during_a_batch_loses_nothing(env):
     first = only_worker(env, "t", 2)
-    ids = submit(env, 6, mode="slow", sleep_ms=700)
+    ids = submit_faults(env, 6, mode="slow", sleep_ms=700)
     wait_for(lambda: sum(store(env).get(i).status == "IN_PROGRESS" for i in ids) >= 1, timeout_s=30)
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=20) == 0
     spawn(env, "u", "--concurrency", "4")
-    wait_status(env, ids, "COMPLETED")
+    wait_store_status(env, ids, "COMPLETED")
     jobs = assert_done_once(env, ids)
     assert all(j.error is None for j in jobs)
     assert all(j.crashes == 0 for j in jobs), "a graceful stop is not a crash"
@@ -265,7 +263,7 @@ def test_sigterm_during_a_batch_loses_nothing(env):
 
 def test_storage_outage_during_uploads(env, s3_endpoint):
     only_worker(env, "s", 4)
-    ids = submit(env, 4, mode="slow", sleep_ms=400)
+    ids = submit_faults(env, 4, mode="slow", sleep_ms=400)
     wait_for(lambda: all(store(env).get(i).status == "IN_PROGRESS" for i in ids), timeout_s=30)
     from moto.server import ThreadedMotoServer
 
@@ -274,7 +272,7 @@ def test_storage_outage_during_uploads(env, s3_endpoint):
     server.stop()
     time.sleep(3.0)
     ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()
-    wait_status(env, ids, "COMPLETED", timeout_s=60)
+    wait_store_status(env, ids, "COMPLETED", timeout_s=60)
     jobs = assert_done_once(env, ids)
     for job in jobs:
         assert job.error is None or job.error["error_type"] == "storage_unavailable"
@@ -296,7 +294,7 @@ def _moto_server_on(port: int):
 
 def test_redis_restart_with_jobs_queued_and_running(env):
     worker = only_worker(env, "r", 2)
-    ids = submit(env, 8, mode="slow", sleep_ms=300)
+    ids = submit_faults(env, 8, mode="slow", sleep_ms=300)
     wait_for(lambda: any(store(env).get(i).status == "IN_PROGRESS" for i in ids), timeout_s=30)
     client = redis.Redis(port=env["redis_port"])
     client.shutdown(save=False)  # AOF (appendfsync everysec) keeps what was written
@@ -304,7 +302,7 @@ def test_redis_restart_with_jobs_queued_and_running(env):
     time.sleep(0.5)
     proc, _ = start_redis(env["redis_dir"], port=env["redis_port"])
     env["redis"] = proc
-    wait_status(env, ids, "COMPLETED", timeout_s=60)
+    wait_store_status(env, ids, "COMPLETED", timeout_s=60)
     assert worker.poll() is None, "the worker reconnected without a restart"
     jobs = assert_done_once(env, ids)
     assert all(j.error is None for j in jobs)
@@ -390,7 +388,7 @@ def test_job_whose_message_was_lost_is_sent_again(env):
         input={"image_url": png_data_uri(gradient(8, 8)), "mode": "ok", "seed": 1},
     )
     js.create(job)  # stored, never enqueued
-    wait_status(env, [job.id], "COMPLETED", timeout_s=40)
+    wait_store_status(env, [job.id], "COMPLETED", timeout_s=40)
     (done,) = assert_done_once(env, [job.id])
     assert done.error is None and done.attempts == 1
 
@@ -420,12 +418,12 @@ def test_redis_killed_with_slots_partly_busy_and_webhooks_in_flight(env, busy):
     worker = only_worker(env, f"k{busy}", 8)
     receiver = WebhookReceiver(delay_s=0.3)  # deliveries in flight when Redis dies
     try:
-        early = submit(env, 3, webhook=receiver.url)
-        wait_status(env, early, "COMPLETED")
-        slow = submit(env, busy, webhook=receiver.url, mode="slow", sleep_ms=1500)
+        early = submit_faults(env, 3, webhook=receiver.url)
+        wait_store_status(env, early, "COMPLETED")
+        slow = submit_faults(env, busy, webhook=receiver.url, mode="slow", sleep_ms=1500)
         wait_for(lambda: sum(store(env).get(i).status == "IN_PROGRESS" for i in slow) == busy, timeout_s=30)
         kill_and_restart_redis(env)
-        wait_status(env, slow, "COMPLETED", timeout_s=60)
+        wait_store_status(env, slow, "COMPLETED", timeout_s=60)
         assert worker.poll() is None, "the worker must survive a Redis restart"
         jobs = assert_done_once(env, early + slow)
         assert all(j.error is None for j in jobs)
@@ -448,11 +446,11 @@ def test_stalled_worker_is_taken_over_and_drops_its_jobs_quietly(env, tmp_path):
         wait_for(lambda: redis.Redis.from_url(env["settings"].redis_url).exists(key), timeout_s=30)
         receiver = WebhookReceiver()
         try:
-            ids = submit(env, 4, webhook=receiver.url, mode="slow", sleep_ms=1500)
-            wait_status(env, ids, "IN_PROGRESS")
+            ids = submit_faults(env, 4, webhook=receiver.url, mode="slow", sleep_ms=1500)
+            wait_store_status(env, ids, "IN_PROGRESS")
             stalled.send_signal(signal.SIGSTOP)
             spawn(env, "rescuer", "--concurrency", "4")
-            wait_status(env, ids, "COMPLETED", timeout_s=40)  # past the hard limit (2.5 s) too
+            wait_store_status(env, ids, "COMPLETED", timeout_s=40)  # past the hard limit (2.5 s) too
             stalled.send_signal(signal.SIGCONT)
             wait_for(lambda: log_path.read_bytes().count(b"dropping this attempt") == len(ids), timeout_s=20)
             assert stalled.poll() is None, "a resumed worker must not exit"
@@ -476,13 +474,13 @@ def test_worker_sigkilled_with_default_visibility_recovers_from_leases(env):
     env["workers"].append(doomed)
     receiver = WebhookReceiver()
     try:
-        ids = submit(env, 4, webhook=receiver.url, mode="slow", sleep_ms=1500)
-        wait_status(env, ids, "IN_PROGRESS")
+        ids = submit_faults(env, 4, webhook=receiver.url, mode="slow", sleep_ms=1500)
+        wait_store_status(env, ids, "IN_PROGRESS")
         doomed.kill()
         doomed.wait()
         heir = start_worker(defaults, f"heir-{time.monotonic_ns()}@faults", "--concurrency", "4")
         env["workers"].append(heir)
-        wait_status(env, ids, "COMPLETED", timeout_s=40)
+        wait_store_status(env, ids, "COMPLETED", timeout_s=40)
         jobs = assert_done_once(env, ids)
         assert [(j.error, j.crashes) for j in jobs] == [(None, 1)] * 4
         assert_webhooks_once(receiver, ids)
@@ -555,4 +553,4 @@ def test_redis_dying_between_idempotency_claim_and_creation(env):
     again = httpx.post(url, json=body, headers=headers, timeout=10)
     assert again.json()["request_id"] == first.json()["request_id"]
     ensure_worker(env)
-    wait_status(env, [first.json()["request_id"]], "COMPLETED")
+    wait_store_status(env, [first.json()["request_id"]], "COMPLETED")

@@ -18,11 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from tests.support.fal_queue import APP, submit, wait_done
 from tests.support.fileserver import FileServer
-from tests.support.harness import make_settings, wait_for
+from tests.support.harness import make_settings
 from tests.support.images import gradient, png_bytes
 
-APP = "fal-ai/post-processing"
 CAP = 200_000
 
 
@@ -157,26 +157,15 @@ def hostile_server() -> Iterator[FileServer]:
     srv.close()
 
 
-def finished(client, sub: dict) -> dict:
-    def poll():
-        resp = client.get(sub["status_url"])
-        return resp.json() if resp.status_code == 200 else None
-
-    return wait_for(poll, timeout_s=60)
-
-
 @pytest.mark.e2e
 @pytest.mark.timeout(120)
 def test_hostile_images_behind_urls_fail_the_job_in_the_worker(client, hostile_server):
     cases = {"drawing.png": "unsupported_image", "page.jpg": "unsupported_image",
              "cut.jpg": "unsupported_image", "tall.png": "image_too_large", "good.png": None}
-    subs = {}
-    for name in cases:
-        resp = client.post(f"/{APP}", json={"image_url": hostile_server.url(f"/file/{name}")})
-        assert resp.status_code == 200, resp.text  # nothing to see at submit: only a URL
-        subs[name] = resp.json()
+    # nothing to see at submit: only a URL
+    subs = {name: submit(client, {"image_url": hostile_server.url(f"/file/{name}")}) for name in cases}
     for name, error_type in cases.items():
-        status = finished(client, subs[name])
+        status = wait_done(client, subs[name])
         assert status["status"] == "COMPLETED"
         assert status.get("error_type") == error_type, (name, status)
         result = client.get(subs[name]["response_url"])

@@ -14,11 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from darkroom.apps import APPS
 from darkroom.cli.embedded import free_port
 from darkroom.logs import JsonFormatter, RequestIdFilter, TextFormatter, request_context
+from tests.support.fal_queue import APP, submit, wait_done
 from tests.support.harness import make_settings, start_worker, stop_process, wait_for
 from tests.support.images import gradient, png_data_uri
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-APP = "fal-ai/post-processing"
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -28,17 +28,6 @@ def sample(text: str, name: str, **labels: str) -> float:
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                 return s.value
     return 0.0
-
-
-def submit(client, body: dict, app: str = APP) -> str:
-    resp = client.post(f"/{app}", json=body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["request_id"]
-
-
-def done(client, rid: str) -> dict:
-    url = f"/{APP}/requests/{rid}/status"
-    return wait_for(lambda: (r := client.get(url)).status_code == 200 and r.json(), timeout_s=60)
 
 
 def test_api_metrics_show_queue_depth_per_app_and_submits(client):
@@ -52,8 +41,7 @@ def test_api_metrics_show_queue_depth_per_app_and_submits(client):
     }
     assert depths == {(app, prio) for app in APPS for prio in ("normal", "low")}
     submitted = sample(before.text, "darkroom_jobs_submitted_total", app=f"{APP}/grain")
-    rid = submit(client, {"image_url": png_data_uri(gradient(8, 8))}, f"{APP}/grain")
-    done(client, rid)
+    wait_done(client, submit(client, {"image_url": png_data_uri(gradient(8, 8))}, f"{APP}/grain"))
     after = client.get("/metrics").text
     assert sample(after, "darkroom_jobs_submitted_total", app=f"{APP}/grain") == submitted + 1
     assert sample(after, "process_resident_memory_bytes") > 0
@@ -68,7 +56,7 @@ def test_api_counts_the_cancellations_it_completes(redis_url, s3_endpoint):
     with TestClient(create_app(settings)) as client:
         first = client.get("/metrics").text
         depth = sample(first, "darkroom_queue_depth", app=APP, priority="normal")
-        rid = submit(client, {"image_url": png_data_uri(gradient(4, 4))})
+        rid = submit(client, {"image_url": png_data_uri(gradient(4, 4))})["request_id"]
         queued = client.get("/metrics").text
         assert sample(queued, "darkroom_queue_depth", app=APP, priority="normal") == depth + 1
         assert client.put(f"/{APP}/requests/{rid}/cancel").status_code == 202
@@ -105,12 +93,13 @@ def observed(redis_url, s3_endpoint, tmp_path_factory) -> Iterator[dict]:
             body = {"image_url": png_data_uri(gradient(8, 8)), "enable_grain": True}
             ok = [submit(client, body) for _ in range(3)]
             bad = submit(client, {"image_url": "http://127.0.0.1:1/refused.png"})
-            statuses = {rid: done(client, rid) for rid in [*ok, bad]}
+            statuses = {sub["request_id"]: wait_done(client, sub) for sub in [*ok, bad]}
             metrics = httpx.get(metrics_url, timeout=5).text
         finally:
             stop_process(worker)
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
-    yield {"ok": ok, "bad": bad, "statuses": statuses, "metrics": metrics, "lines": lines}
+    ok_ids = [sub["request_id"] for sub in ok]
+    yield {"ok": ok_ids, "bad": bad["request_id"], "statuses": statuses, "metrics": metrics, "lines": lines}
 
 
 def _answers(url: str) -> bool:

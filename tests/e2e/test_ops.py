@@ -16,12 +16,12 @@ from darkroom.job import JobRecord
 from storage import keys
 from storage.jobs import JobStore, redis_client
 from storage.objects import LocalObjectStore
+from tests.support.fal_queue import APP, submit, wait_done
 from tests.support.fileserver import FileServer
-from tests.support.harness import make_settings, wait_for
+from tests.support.harness import make_settings
 from tests.support.images import gradient, png_bytes, png_data_uri
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
-APP = "fal-ai/post-processing"
 DAY_S = 86400
 
 
@@ -31,17 +31,6 @@ def jobs_cli(settings, *args: str, code: int = 0):
     return result
 
 
-def submit(client, body: dict, app: str = APP) -> str:
-    resp = client.post(f"/{app}", json=body)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["request_id"]
-
-
-def wait_done(client, rid: str) -> dict:
-    url = f"/{APP}/requests/{rid}/status"
-    return wait_for(lambda: (r := client.get(url)).status_code == 200 and r.json(), timeout_s=60)
-
-
 def test_durations():
     assert [DURATION.convert(v, None, None) for v in ("90", "90s", "30m", "1h", "7d", "2w", "1.5h")] == [
         90, 90, 1800, 3600, 7 * DAY_S, 14 * DAY_S, 5400
@@ -49,8 +38,10 @@ def test_durations():
 
 
 def test_list_and_show(client, settings):
-    rid = submit(client, {"image_url": png_data_uri(gradient(8, 8)), "enable_solarize": True}, f"{APP}/blur")
-    wait_done(client, rid)
+    body = {"image_url": png_data_uri(gradient(8, 8)), "enable_solarize": True}
+    sub = submit(client, body, f"{APP}/blur")
+    wait_done(client, sub)
+    rid = sub["request_id"]
     table = jobs_cli(settings, "list", "--app", f"{APP}/blur", "--status", "COMPLETED", "--limit", "500")
     assert table.output.splitlines()[0].split()[:3] == ["REQUEST", "ID", "APP"]
     assert any(line.startswith(rid) and "COMPLETED" in line for line in table.output.splitlines())
@@ -70,14 +61,15 @@ def test_list_and_show(client, settings):
 def test_requeue_a_failed_job_runs_it_again(client, settings):
     files = FileServer()
     try:
-        rid = submit(client, {"image_url": files.url("/file/late.png")})
-        failed = wait_done(client, rid)
+        sub = submit(client, {"image_url": files.url("/file/late.png")})
+        rid = sub["request_id"]
+        failed = wait_done(client, sub)
         assert failed["error_type"] == "fetch_failed"
         dry = jobs_cli(settings, "requeue", "--failed", "--error-type", "fetch_failed", "--dry-run")
         assert f"{rid}  would be requeued" in dry.output
         files.add("late.png", png_bytes(gradient(8, 8)))
         assert f"{rid}  REQUEUED" in jobs_cli(settings, "requeue", rid).output
-        done = wait_done(client, rid)
+        done = wait_done(client, sub)
         assert done["status"] == "COMPLETED" and "error" not in done, done
         assert client.get(f"/{APP}/requests/{rid}").json()["images"][0]["width"] == 8
         record = json.loads(jobs_cli(settings, "show", rid).output)["record"]

@@ -12,10 +12,9 @@ from fastapi.testclient import TestClient
 
 from darkroom.errors import StorageUnavailable
 from storage import keys
-from tests.support.harness import make_settings, wait_for
+from tests.support.fal_queue import APP, image_body, result, submit
+from tests.support.harness import make_settings
 from tests.support.images import gradient, png_data_uri
-
-APP = "fal-ai/post-processing"
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +28,7 @@ def paused(redis_url, s3_endpoint):
 
 
 def body(**fields) -> dict:
-    return {"image_url": png_data_uri(gradient(4, 4)), "seed": 7, **fields}
+    return image_body(4, 4, seed=7, **fields)
 
 
 def test_same_idempotency_key_and_body_is_the_same_request(paused):
@@ -78,7 +77,7 @@ def test_a_failed_submit_releases_its_idempotency_key(paused):
 def test_no_retry_header_is_stored_and_checked(paused):
     store = paused.app.state.services.store
     for value, expected in (("1", True), ("true", True), ("yes", True), ("0", False)):
-        sub = paused.post(f"/{APP}", json=body(), headers={"x-fal-no-retry": value}).json()
+        sub = submit(paused, body(), headers={"x-fal-no-retry": value})
         assert store.get(sub["request_id"]).no_retry is expected
     bad = paused.post(f"/{APP}", json=body(), headers={"x-fal-no-retry": "sometimes"})
     assert bad.status_code == 422 and "x-fal-no-retry" in bad.json()["detail"]
@@ -90,7 +89,7 @@ def test_worker_fails_a_no_retry_job_on_a_transient_error(paused, no_retry):
 
     store = paused.app.state.services.store
     header = {"x-fal-no-retry": "1"} if no_retry else {}
-    job = store.get(paused.post(f"/{APP}", json=body(), headers=header).json()["request_id"])
+    job = store.get(submit(paused, body(), headers=header)["request_id"])
     store.start(job, "w1")
     ctx = SimpleNamespace(store=store, worker_id="w1")
     if not no_retry:
@@ -107,7 +106,7 @@ def test_worker_fails_a_no_retry_job_on_a_transient_error(paused, no_retry):
 
 
 def test_delete_refuses_unfinished_and_unknown_requests(paused):
-    sub = paused.post(f"/{APP}", json=body()).json()
+    sub = submit(paused, body())
     resp = paused.delete(sub["response_url"])
     assert resp.status_code == 400 and resp.json()["error_type"] == "request_not_finished"
     assert resp.headers["x-fal-request-id"] == sub["request_id"]
@@ -120,9 +119,8 @@ def test_delete_removes_record_logs_and_objects(client, settings):
     from storage.objects import build_object_store
 
     noise = png_data_uri(gradient(16, 16))
-    sub = client.post(f"/{APP}", json={"image_url": noise, "enable_solarize": True}).json()
-    wait_for(lambda: client.get(sub["status_url"]).status_code == 200)
-    image_url = client.get(sub["response_url"]).json()["images"][0]["url"]
+    sub = submit(client, {"image_url": noise, "enable_solarize": True})
+    image_url = result(client, sub, timeout_s=20)["images"][0]["url"]
     assert httpx.get(image_url, timeout=10).status_code == 200
     objects = build_object_store(settings)
     rid = sub["request_id"]

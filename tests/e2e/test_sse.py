@@ -12,12 +12,12 @@ import pytest
 
 from darkroom.cli.embedded import free_port
 from storage.jobs import JobStore, redis_client
+from tests.support.fal_queue import APP, image_body, log_messages, status, submit
 from tests.support.harness import make_settings, wait_for
 from tests.support.images import gradient, png_data_uri
 from tests.support.servers import running_api
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
-APP = "fal-ai/post-processing"
 
 
 class StreamReader(threading.Thread):
@@ -71,15 +71,9 @@ def quiet(redis_url, s3_endpoint) -> Iterator[tuple[str, JobStore]]:
     yield from idle_api(redis_url, s3_endpoint, 60)
 
 
-def submit(base_url: str, **fields) -> dict:
-    resp = httpx.post(f"{base_url}/{APP}", json={"image_url": png_data_uri(gradient(8, 8)), **fields})
-    assert resp.status_code == 200, resp.text
-    return resp.json()
-
-
 def test_events_follow_each_transition_and_the_stream_closes(quiet):
     url, store = quiet
-    sub = submit(url)
+    sub = submit(url, image_body())
     reader = stream(sub["status_url"])
     wait_for(lambda: reader.events)
     first = reader.events[0]
@@ -102,12 +96,12 @@ def test_events_follow_each_transition_and_the_stream_closes(quiet):
     assert [e["message"] for e in reader.events[2]["logs"]] == ["hello from the worker"]
     assert reader.events[3]["logs"] == [] and reader.events[3]["metrics"] == {"inference_time": 0.25}
     accumulated = [entry for e in reader.events for entry in e["logs"]]
-    assert accumulated == httpx.get(sub["status_url"], params={"logs": 1}).json()["logs"]
+    assert accumulated == status(url, sub)["logs"]
 
 
 def test_keep_alive_comments_while_waiting_and_cancel_ends_the_stream(paused):
     url, _ = paused
-    sub = submit(url)
+    sub = submit(url, image_body())
     reader = stream(sub["status_url"], logs="0")
     wait_for(lambda: len(reader.comments) >= 2, timeout_s=10)
     assert reader.comments[0] == ": keep-alive"
@@ -121,7 +115,7 @@ def test_keep_alive_comments_while_waiting_and_cancel_ends_the_stream(paused):
 
 def test_finished_request_streams_one_event_and_unknown_is_404(paused):
     url, store = paused
-    sub = submit(url)
+    sub = submit(url, image_body())
     job = store.get(sub["request_id"])
     store.start(job)
     store.fail(job, "invalid_input", "bad pixels")
@@ -137,7 +131,7 @@ def test_finished_request_streams_one_event_and_unknown_is_404(paused):
 
 def test_real_worker_stream_ends_with_the_result(client):
     body = {"image_url": png_data_uri(gradient()), "enable_solarize": True}
-    sub = client.post(f"/{APP}", json=body).json()
+    sub = submit(client, body)
     reader = stream(sub["status_url"])
     reader.join(timeout=30)
     assert reader.closed
@@ -149,13 +143,13 @@ def test_real_worker_stream_ends_with_the_result(client):
     assert statuses.count("COMPLETED") == 1
     assert reader.events[-1]["metrics"]["inference_time"] > 0
     accumulated = [entry["message"] for e in reader.events for entry in e["logs"]]
-    final = [entry["message"] for entry in client.get(sub["status_url"], params={"logs": 1}).json()["logs"]]
+    final = log_messages(status(client, sub))
     assert final[: len(accumulated)] == accumulated and accumulated, "stream logs are the status logs so far"
 
 
 def test_a_client_that_goes_away_leaves_no_subscription(paused):
     url, store = paused
-    sub = submit(url)
+    sub = submit(url, image_body())
     channel = f"darkroom:events:{sub['request_id']}"
     with httpx.stream("GET", sub["status_url"] + "/stream") as resp:
         lines = resp.iter_lines()  # (dropping this iterator would close the connection)

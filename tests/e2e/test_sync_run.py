@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from darkroom.cli.embedded import free_port
+from tests.support.fal_queue import APP, download_png
 from tests.support.harness import make_settings
-from tests.support.images import decode_png, gradient, png_data_uri
+from tests.support.images import gradient, png_data_uri
 from tests.support.servers import running_api
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
-APP = "fal-ai/post-processing"
 
 
 def test_run_answers_with_the_output(client):
@@ -26,7 +26,7 @@ def test_run_answers_with_the_output(client):
     request_id = resp.headers["x-fal-request-id"]
     image = resp.json()["images"][0]
     assert (image["width"], image["height"]) == (32, 24)
-    out = decode_png(httpx.get(image["url"], timeout=10).content)
+    out = download_png(image)
     assert np.abs(out[..., 0].astype(int) - out[..., 2]).max() <= 1 and np.abs(out - src).max() > 10
     status = client.get(f"/{APP}/requests/{request_id}/status").json()
     assert status["status"] == "COMPLETED" and "error" not in status

@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from darkroom.refs import own_file_key
-from tests.support.harness import make_settings, wait_for
-from tests.support.images import decode_png, gradient, png_bytes
+from tests.support.fal_queue import first_image, result, submit
+from tests.support.harness import make_settings
+from tests.support.images import gradient, png_bytes
 
-APP = "fal-ai/post-processing"
 CAP = 100_000
 
 
@@ -145,13 +145,5 @@ def test_an_upload_is_usable_as_image_url(client):
     src = gradient(20, 14)
     up = client.post("/storage/upload", files={"file": ("in.png", png_bytes(src), "image/png")})
     assert up.status_code == 200, up.text
-    sub = client.post(f"/{APP}", json={"image_url": up.json()["url"]}).json()
-
-    def done():
-        resp = client.get(sub["status_url"])
-        return resp.json() if resp.status_code == 200 else None
-
-    status = wait_for(done, timeout_s=60)
-    assert "error" not in status, status
-    image = client.get(sub["response_url"]).json()["images"][0]
-    assert np.array_equal(decode_png(httpx.get(image["url"], timeout=10).content), src)
+    sub = submit(client, {"image_url": up.json()["url"]})
+    assert np.array_equal(first_image(result(client, sub)), src)

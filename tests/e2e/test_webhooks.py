@@ -22,12 +22,11 @@ from storage import keys
 from storage.jobs import JobStore, redis_client
 from storage.objects import build_object_store
 from storage.webhooks import WebhookStore
+from tests.support.fal_queue import APP, log_messages, status, submit
 from tests.support.harness import make_settings, wait_for
 from tests.support.images import gradient, png_data_uri
 from tests.support.servers import WebhookReceiver
 from worker.webhooks import DELIVERY_ID_HEADER, WebhookSender, webhook_backoff_s
-
-APP = "fal-ai/post-processing"
 
 
 @pytest.fixture
@@ -68,7 +67,7 @@ def delivery_record(store: JobStore, request_id: str) -> dict[str, str]:
 @pytest.mark.timeout(60)
 def test_webhook_is_retried_until_delivered_and_verifies(client, settings, receiver):
     body = {"image_url": png_data_uri(gradient()), "enable_desaturate": True}
-    sub = client.post(f"/{APP}", params={"fal_webhook": receiver.url}, json=body).json()
+    sub = submit(client, body, params={"fal_webhook": receiver.url})
     got = receiver.wait_for_success()
     assert receiver.answered[:3] == [500, 500, 200]
 
@@ -85,9 +84,9 @@ def test_webhook_is_retried_until_delivered_and_verifies(client, settings, recei
     record = delivery_record(store, sub["request_id"])
     assert record["attempts"] == "3" and record["last_outcome"] == "HTTP 200"
     assert {r.headers[DELIVERY_ID_HEADER] for r in receiver.received} == {record["delivery_id"]}
-    status = client.get(sub["status_url"], params={"logs": 1}).json()
-    assert status["status"] == "COMPLETED" and "error" not in status
-    messages = [entry["message"] for entry in status["logs"]]
+    final = status(client, sub)
+    assert final["status"] == "COMPLETED" and "error" not in final
+    messages = log_messages(final)
     assert any("webhook attempt 1/10 failed, will retry: HTTP 500" in m for m in messages)
     assert any("webhook attempt 3/10 delivered" in m for m in messages)
 
@@ -97,7 +96,7 @@ def test_webhook_is_retried_until_delivered_and_verifies(client, settings, recei
 def test_failed_job_posts_an_error_payload(client, receiver):
     """An input URL nobody answers fails in the worker (refused, or unreachable after retries)."""
     body = {"image_url": "http://127.0.0.1:1/nothing-here.png"}
-    sub = client.post(f"/{APP}", params={"fal_webhook": receiver.url}, json=body).json()
+    sub = submit(client, body, params={"fal_webhook": receiver.url})
     payload = receiver.wait_for_success().json()
     assert payload["request_id"] == sub["request_id"] and payload["status"] == "ERROR"
     assert payload["payload"]["error_type"] in ("fetch_unavailable", "fetch_refused", "fetch_failed")
@@ -112,7 +111,7 @@ def test_delivery_gives_up_after_max_attempts_and_never_touches_the_job(client, 
     receiver = WebhookReceiver(fail_first=1000)
     try:
         body = {"image_url": png_data_uri(gradient(8, 8))}
-        sub = client.post(f"/{APP}", params={"fal_webhook": receiver.url}, json=body).json()
+        sub = submit(client, body, params={"fal_webhook": receiver.url})
         store = store_for(settings)
         wait_for(lambda: delivery_record(store, sub["request_id"]).get("state") == "failed", timeout_s=30)
         assert len(receiver.received) == settings.webhook_max_attempts == 10
@@ -129,7 +128,7 @@ def test_cancelling_a_queued_job_dispatches_its_webhook(redis_url, s3_endpoint, 
     settings = make_settings(redis_url.rsplit("/", 1)[0] + "/4", s3_endpoint, 8998)
     with TestClient(create_app(settings)) as api:
         body = {"image_url": png_data_uri(gradient(8, 8))}
-        sub = api.post(f"/{APP}", params={"fal_webhook": receiver.url}, json=body).json()
+        sub = submit(api, body, params={"fal_webhook": receiver.url})
         assert api.put(sub["cancel_url"]).status_code == 202
         jwks = api.get("/.well-known/jwks.json").json()
     store = store_for(settings)
@@ -160,7 +159,7 @@ def test_a_refused_target_fails_the_delivery_for_good(redis_url, s3_endpoint, re
     settings = make_settings(redis_url.rsplit("/", 1)[0] + "/4", s3_endpoint, 8998)
     with TestClient(create_app(settings)) as api:
         body = {"image_url": png_data_uri(gradient(8, 8))}
-        sub = api.post(f"/{APP}", params={"fal_webhook": receiver.url}, json=body).json()
+        sub = submit(api, body, params={"fal_webhook": receiver.url})
         assert api.put(sub["cancel_url"]).status_code == 202
     store = store_for(settings)
     strict = WebhookSender(settings, store, build_object_store(settings), policy=UrlPolicy())

@@ -15,10 +15,10 @@ from darkroom.cli import main
 from darkroom.settings import Settings
 from storage.apikeys import ApiKeyStore, digest, key_id_of
 from storage.jobs import redis_client
+from tests.support.fal_queue import APP, image_body, submit
 from tests.support.harness import make_settings
 from tests.support.images import gradient, png_data_uri
 
-APP = "fal-ai/post-processing"
 DB = "/10"
 
 
@@ -54,12 +54,6 @@ def bob(auth_redis) -> str:
 
 def key_header(key: str) -> dict[str, str]:
     return {"Authorization": f"Key {key}"}
-
-
-def submit(client: TestClient, key: str) -> dict:
-    resp = client.post(f"/{APP}", json={"image_url": png_data_uri(gradient(8, 8))}, headers=key_header(key))
-    assert resp.status_code == 200, resp.text
-    return resp.json()
 
 
 def test_cli_creates_lists_and_revokes_keys(auth_redis):
@@ -114,7 +108,7 @@ def test_every_header_form_is_accepted(api, alice):
 
 
 def test_requests_are_visible_only_to_their_key(api, alice, bob):
-    sub = submit(api, alice)
+    sub = submit(api, image_body(), headers=key_header(alice))
     rid = sub["request_id"]
     assert api.get(sub["status_url"], headers=key_header(alice)).status_code == 202
     for method, url in [("GET", sub["status_url"]), ("GET", sub["response_url"]),
@@ -189,6 +183,6 @@ def test_loopback_default_says_keys_are_off_and_still_scopes_keyed_jobs(auth_red
                               headers=key_header("dk_0123456789abcdef:whatever-fal-key-a-client-had"))
         assert ignored.status_code == 200  # unknown keys are ignored when keys are optional
         assert client.get(anonymous.json()["status_url"]).status_code == 202
-        keyed = submit(client, alice)
+        keyed = submit(client, image_body(), headers=key_header(alice))
         assert client.get(keyed["status_url"]).status_code == 404  # a keyed job stays its key's
         assert client.get(keyed["status_url"], headers=key_header(alice)).status_code == 202

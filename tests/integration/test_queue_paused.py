@@ -13,10 +13,9 @@ from fastapi.testclient import TestClient
 from darkroom.job import JobRecord, LogEntry
 from storage import keys
 from storage.jobs import JobStore
+from tests.support.fal_queue import APP, image_body, log_messages, submit
 from tests.support.harness import ROOT, make_settings
-from tests.support.images import gradient, png_data_uri
-
-APP = "fal-ai/post-processing"
+from tests.support.images import png_data_uri
 
 
 @pytest.fixture(scope="module")
@@ -29,19 +28,13 @@ def paused(redis_url, s3_endpoint):
         yield client, settings
 
 
-def submit(client, **fields) -> dict:
-    resp = client.post(f"/{APP}", json={"image_url": png_data_uri(gradient(8, 8)), **fields})
-    assert resp.status_code == 200, resp.text
-    return resp.json()
-
-
 def store_of(client) -> JobStore:
     return client.app.state.services.store
 
 
 def test_queue_positions_count_down(paused):
     client, _ = paused
-    subs = [submit(client) for _ in range(3)]
+    subs = [submit(client, image_body()) for _ in range(3)]
     store = store_of(client)
     base = subs[0]["queue_position"]
     assert [s["queue_position"] for s in subs] == [base, base + 1, base + 2]
@@ -59,7 +52,7 @@ def test_queue_positions_count_down(paused):
     assert seen == [2, 1, 0]
     running = client.get(subs[-1]["status_url"], params={"logs": "true"}).json()
     assert running["status"] == "IN_PROGRESS" and "queue_position" not in running
-    assert [entry["message"] for entry in running["logs"]] == ["attempt 1 started"]  # logged by start
+    assert log_messages(running) == ["attempt 1 started"]  # logged by start
 
 
 def test_low_priority_waits_behind_normal(paused):
@@ -67,10 +60,8 @@ def test_low_priority_waits_behind_normal(paused):
     store = store_of(client)
     for job_id in store.r.zrange("darkroom:queued:fal-ai/post-processing:normal", 0, -1):
         store.start(store.get(job_id.decode()))
-    low = client.post(
-        f"/{APP}", json={"image_url": png_data_uri(gradient(4, 4))}, headers={"X-Fal-Queue-Priority": "low"}
-    ).json()
-    normal = submit(client)
+    low = submit(client, image_body(4, 4), headers={"X-Fal-Queue-Priority": "low"})
+    normal = submit(client, image_body())
     assert normal["queue_position"] == 0
     assert client.get(low["status_url"]).json()["queue_position"] == 1
     headers = {"X-Fal-Queue-Priority": "now"}
@@ -83,7 +74,7 @@ def test_cancelled_queued_job_never_runs(paused):
     from worker.runner import run_job
 
     client, settings = paused
-    sub = submit(client, enable_solarize=True)
+    sub = submit(client, image_body(enable_solarize=True))
     resp = client.put(sub["cancel_url"])
     assert resp.status_code == 202 and resp.json() == {"status": "CANCELLATION_REQUESTED"}
     status = client.get(sub["status_url"], params={"logs": 1})
@@ -105,7 +96,7 @@ def test_data_uri_inputs_are_stored_as_objects(paused):
     noise = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
     uri = png_data_uri(noise)
     assert len(uri) > 50_000
-    sub = client.post(f"/{APP}", json={"image_url": uri}).json()
+    sub = submit(client, {"image_url": uri})
     job: JobRecord = store_of(client).get(sub["request_id"])
     assert job.input["image_url"].startswith("darkroom-object:inputs/")
     assert len(store_of(client).r.hget(f"darkroom:job:{job.id}", "input")) < 2000
@@ -115,7 +106,7 @@ def test_data_uri_inputs_are_stored_as_objects(paused):
 def test_only_first_completion_wins(paused):
     client, _ = paused
     store = store_of(client)
-    job = store.get(submit(client)["request_id"])
+    job = store.get(submit(client, image_body())["request_id"])
     assert store.start(job, "w1").outcome == "started"
     assert store.start(job, "w2").outcome == "busy"  # w1 holds the lease
     store.release(job.id, "w2")  # only the holder can release
@@ -175,7 +166,7 @@ def test_recovery_resends_a_queued_job_whose_message_was_lost(paused):
     client, settings = paused
     store = store_of(client)
     _drain(store, settings)
-    lost, later = submit(client), submit(client)
+    lost, later = submit(client, image_body()), submit(client, image_body())
     store.r.rpop("darkroom")  # the oldest message (lost's) popped and never recorded
     assert lost["request_id"] not in Recovery(store.r, EAGER).sweep([APP]).queued  # nothing says lost yet
     assert store.start(store.get(later["request_id"]), "w").outcome == "started"  # a later one started
@@ -193,7 +184,7 @@ def test_recovery_resends_queued_jobs_when_their_list_is_empty(paused):
     client, settings = paused
     store = store_of(client)
     _drain(store, settings)
-    waiting = [submit(client)["request_id"] for _ in range(3)]
+    waiting = [submit(client, image_body())["request_id"] for _ in range(3)]
     assert not set(waiting) & set(Recovery(store.r, EAGER).sweep([APP]).queued)  # messages are there
     _drain(store, settings)  # every message taken, none started
     assert set(waiting) <= set(Recovery(store.r, EAGER).sweep([APP]).queued)
@@ -206,7 +197,7 @@ def test_recovery_resends_a_running_job_whose_lease_lapsed(paused):
     client, settings = paused
     store = store_of(client)
     _drain(store, settings)
-    job = store.get(submit(client)["request_id"])
+    job = store.get(submit(client, image_body())["request_id"])
     assert store.start(job, "w1", lease_ttl_s=60).outcome == "started"
     assert job.id not in Recovery(store.r, EAGER).sweep([APP]).running  # w1 holds the lease
     store.r.delete(keys.job_lease(job.id))  # w1 stopped renewing it (dead or stalled): it lapsed
@@ -225,7 +216,7 @@ def test_a_retry_holds_its_job_until_it_is_due(paused):
     client, settings = paused
     store = store_of(client)
     _drain(store, settings)
-    job = store.get(submit(client)["request_id"])
+    job = store.get(submit(client, image_body())["request_id"])
     assert store.start(job, "w1").outcome == "started"
     assert store.mark_retry(job.id, "w1", hold_s=60)
     assert not store.mark_retry(job.id, "w2", hold_s=60)  # not w2's job
@@ -239,7 +230,7 @@ def test_a_retry_holds_its_job_until_it_is_due(paused):
 def test_completion_logs_and_releases_the_lease_in_one_step(paused):
     client, _ = paused
     store = store_of(client)
-    job = store.get(submit(client)["request_id"])
+    job = store.get(submit(client, image_body())["request_id"])
     assert store.start(job, "w1").outcome == "started"
     assert store.r.get(keys.job_lease(job.id)) == b"w1"
     done = store.complete(job, {"images": []}, {}, LogEntry.now("completed in 1.0 ms"), worker="w1")

@@ -31,7 +31,7 @@ def rand_image(h: int, w: int, b: int = 1, seed: int = 0) -> torch.Tensor:
     return torch.rand(b, 3, h, w, generator=torch.Generator().manual_seed(seed))
 
 
-def run(name: str, x: torch.Tensor, items, seeds=None) -> torch.Tensor:
+def run_effect(name: str, x: torch.Tensor, items, seeds=None) -> torch.Tensor:
     items = items if isinstance(items, list) else [items] * x.shape[0]
     gens = make_generators(seeds if seeds is not None else range(len(items)), x.device)
     out = apply(name, x, items, gens)
@@ -85,14 +85,14 @@ def assert_close(out: torch.Tensor, ref: np.ndarray, atol: float = ATOL) -> None
 )
 def test_neutral_settings_leave_the_image_unchanged(name, params) -> None:
     x = rand_image(16, 21)
-    assert (run(name, x, params) - x).abs().max() <= 1 / 255
+    assert (run_effect(name, x, params) - x).abs().max() <= 1 / 255
 
 
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
 @pytest.mark.parametrize("radius", [1, 4, 15])
 def test_basic_sharpen_of_a_flat_image_is_alpha_times_it_everywhere(radius: int, alpha: float) -> None:
     x = torch.full((1, 3, 19, 11), 0.3)
-    out = run("sharpen", x, SharpenParams(sharpen_radius=radius, sharpen_alpha=alpha))
+    out = run_effect("sharpen", x, SharpenParams(sharpen_radius=radius, sharpen_alpha=alpha))
     torch.testing.assert_close(out, (x * alpha).clamp(0, 1), atol=2e-3, rtol=0)  # gain k^2 = 961 at r=15
 
 
@@ -109,14 +109,14 @@ def test_basic_sharpen_of_a_flat_image_is_alpha_times_it_everywhere(radius: int,
 def test_constant_image_stays_constant(params) -> None:
     x = torch.tensor([0.2, 0.55, 0.9]).view(1, 3, 1, 1).expand(1, 3, 12, 17).contiguous()
     name = "sharpen" if isinstance(params, SharpenParams) else "blur"
-    torch.testing.assert_close(run(name, x, params), x, atol=1e-5, rtol=0)
+    torch.testing.assert_close(run_effect(name, x, params), x, atol=1e-5, rtol=0)
 
 
 def test_blur_and_glow_keep_a_linear_ramp_in_the_interior() -> None:
     ramp = torch.linspace(0.1, 0.6, 40).view(1, 1, 1, 40).expand(1, 3, 30, 40).contiguous()
-    out = run("blur", ramp, BlurParams(blur_radius=5))
+    out = run_effect("blur", ramp, BlurParams(blur_radius=5))
     torch.testing.assert_close(out[..., 5:-5], ramp[..., 5:-5], atol=1e-5, rtol=0)  # symmetric kernel
-    glow = run("glow", ramp, GlowParams(glow_radius=4, glow_intensity=0.5))
+    glow = run_effect("glow", ramp, GlowParams(glow_radius=4, glow_intensity=0.5))
     torch.testing.assert_close(glow[..., 4:-4], ramp[..., 4:-4] * 1.5, atol=1e-5, rtol=0)
 
 
@@ -127,7 +127,7 @@ def test_blur_and_glow_keep_a_linear_ramp_in_the_interior() -> None:
 @pytest.mark.parametrize(("radius", "sigma"), [(1, 1.0), (3, 1.0), (6, 0.3), (31, 10.0)])
 def test_gaussian_blur_matches_the_node_kernel_with_reflect_padding(shape, radius, sigma) -> None:
     x = rand_image(*shape, b=2)
-    out = run("blur", x, BlurParams(blur_radius=radius, blur_sigma=sigma))
+    out = run_effect("blur", x, BlurParams(blur_radius=radius, blur_sigma=sigma))
     assert_close(out, correlate2d(np_img(x), node_kernel(radius, sigma)))
 
 
@@ -136,7 +136,7 @@ def test_gaussian_blur_matches_the_node_kernel_with_reflect_padding(shape, radiu
 def test_glow_matches_reference(shape, radius) -> None:
     x = rand_image(*shape, b=2, seed=1)
     intensity = [0.3, 2.0]
-    out = run("glow", x, [GlowParams(glow_radius=radius, glow_intensity=i) for i in intensity])
+    out = run_effect("glow", x, [GlowParams(glow_radius=radius, glow_intensity=i) for i in intensity])
     a = np_img(x)
     blur = correlate2d(a, node_kernel(radius, radius / 3))
     ref = np.clip(a + np.array(intensity).reshape(2, 1, 1, 1) * blur, 0, 1)
@@ -148,7 +148,7 @@ def test_glow_matches_reference(shape, radius) -> None:
 def test_basic_sharpen_matches_reference(shape, radius) -> None:
     x = rand_image(*shape, b=2, seed=2) * 0.1 + 0.45  # low contrast so the k^2 gain does not saturate
     alphas = [0.7, 1.3]
-    out = run("sharpen", x, [SharpenParams(sharpen_radius=radius, sharpen_alpha=a) for a in alphas])
+    out = run_effect("sharpen", x, [SharpenParams(sharpen_radius=radius, sharpen_alpha=a) for a in alphas])
     k = 2 * radius + 1
     a = np_img(x)
     mean = correlate2d(a, np.full((k, k), 1.0 / k**2))
@@ -174,7 +174,7 @@ def cas_reference(a: np.ndarray, amount: float) -> np.ndarray:
 def test_cas_matches_reference(shape) -> None:
     x = rand_image(*shape, b=2, seed=3)
     amounts = [0.0, 0.8]
-    out = run("sharpen", x, [SharpenParams(sharpen_mode="cas", cas_amount=a) for a in amounts])
+    out = run_effect("sharpen", x, [SharpenParams(sharpen_mode="cas", cas_amount=a) for a in amounts])
     a = np_img(x)
     ref = np.concatenate([cas_reference(a[i : i + 1], amounts[i]) for i in range(2)])
     assert_close(out, ref)
@@ -186,7 +186,7 @@ def test_cas_bands_join_seamlessly(monkeypatch) -> None:
 
     monkeypatch.setattr(sharpen, "CAS_BAND_PIXELS", 2 * 23 * 5)  # 5 rows per band for B=2, W=23
     x = rand_image(20, 23, b=2, seed=11)
-    out = run("sharpen", x, SharpenParams(sharpen_mode="cas", cas_amount=0.5))
+    out = run_effect("sharpen", x, SharpenParams(sharpen_mode="cas", cas_amount=0.5))
     assert_close(out, cas_reference(np_img(x), 0.5))
 
 
@@ -212,7 +212,7 @@ def test_kuwahara_matches_reference(shape, radius) -> None:
     """Exact where one window wins clearly; where variances tie within 1e-6 (float32 rounding decides,
     e.g. mirrored windows at the border), the output must be the colour of one of the tied windows."""
     x = rand_image(*shape, b=2, seed=4)
-    out = run("blur", x, BlurParams(blur_type="kuwahara", blur_radius=radius)).double().numpy()
+    out = run_effect("blur", x, BlurParams(blur_type="kuwahara", blur_radius=radius)).double().numpy()
     colour, var = kuwahara_quadrants(np_img(x), radius)
     near_best = (var - var.min(axis=0)) <= 1e-6
     err = np.abs(colour - out[None]).max(axis=2)  # (4, B, H, W)
@@ -232,7 +232,7 @@ def test_kuwahara_uses_rgb_luma_not_bgr() -> None:
     g = torch.Generator().manual_seed(0)
     x[0, 0, :, :5] = torch.rand(9, 5, generator=g)
     x[0, 2, :, 5:] = torch.rand(9, 5, generator=g)
-    out = run("blur", x, BlurParams(blur_type="kuwahara", blur_radius=2))
+    out = run_effect("blur", x, BlurParams(blur_type="kuwahara", blur_radius=2))
     ref = kuwahara_reference(np_img(x), 2)
     ref_bgr = kuwahara_reference(np_img(x.flip(1)), 2)
     assert_close(out, ref)
@@ -244,7 +244,7 @@ def test_chromatic_aberration_matches_reference_and_clamps(shape) -> None:
     x = rand_image(*shape, seed=5)
     params = ChromaticAberrationParams(red_shift=3, green_shift=-20, green_direction="vertical",
                                        blue_shift=-2)
-    out = run("chromatic_aberration", x, params)
+    out = run_effect("chromatic_aberration", x, params)
     a = np_img(x)[0]
     h, w = a.shape[-2:]
     rows, cols = np.arange(h), np.arange(w)
@@ -259,7 +259,8 @@ def test_chromatic_aberration_matches_reference_and_clamps(shape) -> None:
 def test_positive_vertical_shift_moves_content_up() -> None:
     x = torch.zeros(1, 3, 8, 5)
     x[:, :, 4] = 1.0
-    out = run("chromatic_aberration", x, ChromaticAberrationParams(red_shift=2, red_direction="vertical"))
+    params = ChromaticAberrationParams(red_shift=2, red_direction="vertical")
+    out = run_effect("chromatic_aberration", x, params)
     assert out[0, 0, 2].eq(1).all() and out[0, 0, 4].eq(0).all()
     assert out[0, 1, 4].eq(1).all()  # green untouched
 
@@ -290,7 +291,7 @@ def test_smart_sharpen_matches_reference_without_denoising() -> None:
     x = rand_image(15, 18, seed=7)
     params = SharpenParams(sharpen_mode="smart", noise_radius=1, smart_sharpen_strength=3,
                            smart_sharpen_ratio=0.6)
-    out = run("sharpen", x, params)
+    out = run_effect("sharpen", x, params)
     a = np_img(x)
     d = np.clip(correlate2d(a, np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]]) / 13), 0, 1)
     sharp = np.clip(d + 3 * (a - d), 0, 1)
@@ -319,9 +320,9 @@ MODE_IDS = [f"{n}-{i}" for i, (n, _, _) in enumerate(MODES)]
 def test_batch_equals_items_run_alone(name, base, per_item) -> None:
     x = rand_image(14, 19, b=3, seed=8)
     items = [base.model_copy(update={k: v[i] for k, v in per_item.items()}) for i in range(3)]
-    batched = run(name, x, items, seeds=[1, 2, 3])
+    batched = run_effect(name, x, items, seeds=[1, 2, 3])
     for i in range(3):
-        alone = run(name, x[i : i + 1], [items[i]], seeds=[i + 1])
+        alone = run_effect(name, x[i : i + 1], [items[i]], seeds=[i + 1])
         torch.testing.assert_close(batched[i : i + 1], alone, atol=1e-6, rtol=0)
 
 
@@ -329,20 +330,20 @@ def test_batch_equals_items_run_alone(name, base, per_item) -> None:
 @pytest.mark.parametrize(("name", "base", "per_item"), MODES, ids=MODE_IDS)
 def test_every_mode_handles_thin_and_non_square_images(name, base, per_item, shape) -> None:
     x = rand_image(*shape, seed=9)
-    out = run(name, x, base)
+    out = run_effect(name, x, base)
     if name != "chromatic_aberration" or min(shape) > 1:
-        assert out.shape == x.shape  # run() checked finite and in [0, 1]
+        assert out.shape == x.shape  # run_effect() checked finite and in [0, 1]
 
 
 @pytest.mark.parametrize(("name", "base", "per_item"), MODES, ids=MODE_IDS)
 def test_input_is_not_modified_and_layout_is_kept(name, base, per_item) -> None:
     x = rand_image(10, 12, b=2, seed=10)
     before = x.clone()
-    out = run(name, x, base)
+    out = run_effect(name, x, base)
     assert torch.equal(x, before)
     assert out.is_contiguous()
     cl = x.contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(run(name, cl, base), out, atol=1e-6, rtol=0)
+    torch.testing.assert_close(run_effect(name, cl, base), out, atol=1e-6, rtol=0)
 
 
 # ---- grain ----------------------------------------------------------------------------------------
@@ -354,7 +355,7 @@ def grain_noise(style: str = "modern", scale: float = 10, intensity: float = 0.4
                 size: int = 96, grey: float = 0.5) -> torch.Tensor:
     x = torch.full((1, 3, size, size), grey)
     params = GrainParams(grain_style=style, grain_scale=scale, grain_intensity=intensity)
-    return run("grain", x, params, seeds=[seed]) - x
+    return run_effect("grain", x, params, seeds=[seed]) - x
 
 
 def lag1_correlation(n: torch.Tensor) -> float:

@@ -48,7 +48,7 @@ def flat(rgb, h: int = 4, w: int = 5) -> torch.Tensor:
     return torch.tensor(rgb, dtype=torch.float32).view(1, 3, 1, 1).expand(1, 3, h, w).contiguous()
 
 
-def run(name: str, x: torch.Tensor, *items, seeds=(), images=None) -> torch.Tensor:
+def run_effect(name: str, x: torch.Tensor, *items, seeds=(), images=None) -> torch.Tensor:
     gens = make_generators(seeds, x.device) if seeds else ()
     return apply(name, x, list(items), gens, images)
 
@@ -84,13 +84,13 @@ def _neutral_id(case) -> str:
 @pytest.mark.parametrize(("name", "params"), NEUTRAL, ids=[_neutral_id(c) for c in NEUTRAL])
 def test_neutral_settings_are_identity(name, params) -> None:
     for x in (rand_image(1), torch.zeros(1, 3, 3, 4), torch.ones(1, 3, 3, 4)):
-        out = run(name, x, params)
+        out = run_effect(name, x, params)
         assert (out - x).abs().max() <= NEUTRAL_TOL
 
 
 def test_dissolve_factor_one_keeps_original() -> None:
     x, other = rand_image(1, b=2), rand_image(2, b=2)
-    out = run("dissolve", x, *[P.DissolveParams(dissolve_factor=1)] * 2, seeds=(3, 4),
+    out = run_effect("dissolve", x, *[P.DissolveParams(dissolve_factor=1)] * 2, seeds=(3, 4),
               images={"dissolve": other})
     assert torch.equal(out, x)
 
@@ -101,7 +101,7 @@ def test_dissolve_factor_one_keeps_original() -> None:
 @pytest.mark.parametrize("mode", list(TINT_TABLE))
 def test_tint_on_grey_is_grey_times_multiplier(mode: str) -> None:
     c, s = 0.6, 0.75
-    out = run("tint", flat((c, c, c)), P.TintParams(tint_strength=s, tint_mode=mode))
+    out = run_effect("tint", flat((c, c, c)), P.TintParams(tint_strength=s, tint_mode=mode))
     gray = c * (0.2989 + 0.5870 + 0.1140)
     expected = [s * gray * f + (1 - s) * c for f in TINT_TABLE[mode]]
     torch.testing.assert_close(out[0, :, 0, 0], torch.tensor(expected), atol=1e-6, rtol=0)
@@ -111,7 +111,7 @@ def test_tint_on_grey_is_grey_times_multiplier(mode: str) -> None:
 @pytest.mark.parametrize(("coeff", "vx", "vy"), [(1, 0.5, 0.5), (-4, 0.5, 1), (10, 0.2, 0), (-2, 1, 0.3)])
 def test_parabolize_ramp_is_the_parabola(coeff: float, vx: float, vy: float) -> None:
     x = ramp()
-    out = run("parabolize", x, P.ParabolizeParams(parabolize_coeff=coeff, vertex_x=vx, vertex_y=vy))
+    out = run_effect("parabolize", x, P.ParabolizeParams(parabolize_coeff=coeff, vertex_x=vx, vertex_y=vy))
     t = np.linspace(0, 1, 101)
     expected = np.clip(coeff * (t - vx) ** 2 + vy, 0, 1)
     assert_ref(out[0, 1, 0], expected, 1e-6)
@@ -119,7 +119,7 @@ def test_parabolize_ramp_is_the_parabola(coeff: float, vx: float, vy: float) -> 
 
 
 def test_solarize_ramp_is_a_tent() -> None:
-    out = run("solarize", ramp(), P.SolarizeParams(solarize_threshold=0.5))
+    out = run_effect("solarize", ramp(), P.SolarizeParams(solarize_threshold=0.5))
     t = np.linspace(0, 1, 101)
     assert_ref(out[0, 2, 1], np.where(t > 0.5, 1 - t, t), 1e-6)
     assert out.max() <= 0.5 + 1e-6
@@ -127,16 +127,16 @@ def test_solarize_ramp_is_a_tent() -> None:
 
 def test_solarize_threshold_zero_inverts_all_but_black() -> None:
     x = ramp()
-    out = run("solarize", x, P.SolarizeParams(solarize_threshold=0))
+    out = run_effect("solarize", x, P.SolarizeParams(solarize_threshold=0))
     assert_ref(out, np.where(np64(x) > 0, 1 - np64(x), 0), 1e-6)
 
 
 def test_vignette_centre_kept_corners_black_and_strength_saturates_at_one() -> None:
     x = torch.full((1, 3, 7, 11), 0.8)
-    one = run("vignette", x, P.VignetteParams(vignette_strength=1))
+    one = run_effect("vignette", x, P.VignetteParams(vignette_strength=1))
     assert one[0, :, 3, 5].tolist() == pytest.approx([0.8] * 3)
     assert one[0, :, [0, 0, -1, -1], [0, -1, 0, -1]].abs().max() < 1e-6
-    assert torch.equal(one, run("vignette", x, P.VignetteParams(vignette_strength=10)))
+    assert torch.equal(one, run_effect("vignette", x, P.VignetteParams(vignette_strength=10)))
 
 
 @pytest.mark.parametrize(("method", "grey"), [
@@ -144,7 +144,7 @@ def test_vignette_centre_kept_corners_black_and_strength_saturates_at_one() -> N
 ])
 def test_desaturate_pure_red(method: str, grey: float) -> None:
     params = P.DesaturateParams(desaturate_factor=1, desaturate_method=method)
-    out = run("desaturate", flat((1, 0, 0)), params)
+    out = run_effect("desaturate", flat((1, 0, 0)), params)
     torch.testing.assert_close(out[0, :, 0, 0], torch.full((3,), grey), atol=1e-6, rtol=0)
 
 
@@ -152,7 +152,7 @@ def test_burn_at_zero_intensity_is_black_except_white() -> None:
     """burn keeps the node's 1e-7 epsilon: 1 - (1 - x) / 1e-7, clamped (dodge_burn.py docstring)."""
     x = torch.cat([rand_image(4, h=3, w=3), torch.ones(1, 3, 3, 3)], dim=-1)
     for mode in ("burn", "dodge_and_burn", "burn_and_dodge"):
-        out = run("dodge_burn", x, P.DodgeBurnParams(dodge_burn_intensity=0, dodge_burn_mode=mode))
+        out = run_effect("dodge_burn", x, P.DodgeBurnParams(dodge_burn_intensity=0, dodge_burn_mode=mode))
         assert out[..., :3].max() == 0, mode
         # White survives burn; dodge first maps it to 1 / (1 + 1e-7), which burn then sends to ~0.
         white = 0.0 if mode == "dodge_and_burn" else 1.0
@@ -173,7 +173,7 @@ def test_dodge_burn_known_values_on_flat_images() -> None:
         (flat((1, 1, 1)), db(dodge_burn_intensity=1, dodge_burn_mode="burn"), 1.0),
     ]
     for x, params, value in cases:
-        out = run("dodge_burn", x, params)
+        out = run_effect("dodge_burn", x, params)
         assert out.flatten().tolist() == pytest.approx([max(0.0, min(1.0, value))] * out.numel(), abs=1e-6)
 
 
@@ -182,7 +182,7 @@ def test_dodge_burn_never_nan_or_inf_on_adversarial_inputs(mode: str) -> None:
     values = [0.0, 1e-30, 1e-7, 0.5, 1 - 1e-7, 1.0]
     x = torch.tensor([[r, g, b] for r in values for g in values for b in values]).T.reshape(1, 3, 6, 36)
     for i in (0.0, 1e-30, 1e-8, 0.5, 1.0):
-        out = run("dodge_burn", x, P.DodgeBurnParams(dodge_burn_intensity=i, dodge_burn_mode=mode))
+        out = run_effect("dodge_burn", x, P.DodgeBurnParams(dodge_burn_intensity=i, dodge_burn_mode=mode))
         assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1, (mode, i)
 
 
@@ -196,14 +196,15 @@ IMAGES = [rand_image(s, b=1, h=13, w=17) for s in range(3)]
 )
 def test_parabolize_reference(coeff, vx, vy) -> None:
     for x in IMAGES:
-        out = run("parabolize", x, P.ParabolizeParams(parabolize_coeff=coeff, vertex_x=vx, vertex_y=vy))
+        params = P.ParabolizeParams(parabolize_coeff=coeff, vertex_x=vx, vertex_y=vy)
+        out = run_effect("parabolize", x, params)
         assert_ref(out, np.clip(coeff * (np64(x) - vx) ** 2 + vy, 0, 1))
 
 
 @pytest.mark.parametrize("mode", list(TINT_TABLE))
 def test_tint_reference(mode: str) -> None:
     for s, x in zip((0.1, 0.55, 1.0), IMAGES, strict=True):
-        out = run("tint", x, P.TintParams(tint_strength=s, tint_mode=mode))
+        out = run_effect("tint", x, P.TintParams(tint_strength=s, tint_mode=mode))
         a = np64(x)
         gray = 0.2989 * a[:, 0:1] + 0.5870 * a[:, 1:2] + 0.1140 * a[:, 2:3]
         f = np.array(TINT_TABLE[mode]).reshape(1, 3, 1, 1)
@@ -233,7 +234,7 @@ def dodge_burn_ref(a: np.ndarray, mode: str, i: float) -> np.ndarray:
 def test_dodge_burn_reference(mode: str) -> None:
     for i in (0.05, 0.3, 0.5, 0.85, 1.0):
         for x in IMAGES:
-            out = run("dodge_burn", x, P.DodgeBurnParams(dodge_burn_intensity=i, dodge_burn_mode=mode))
+            out = run_effect("dodge_burn", x, P.DodgeBurnParams(dodge_burn_intensity=i, dodge_burn_mode=mode))
             assert_ref(out, dodge_burn_ref(np64(x), mode, i))
 
 
@@ -241,7 +242,8 @@ def test_dodge_burn_reference(mode: str) -> None:
 def test_solarize_reference(t: float) -> None:
     for x in IMAGES:
         a = np64(x)
-        assert_ref(run("solarize", x, P.SolarizeParams(solarize_threshold=t)), np.where(a > t, 1 - a, a))
+        out = run_effect("solarize", x, P.SolarizeParams(solarize_threshold=t))
+        assert_ref(out, np.where(a > t, 1 - a, a))
 
 
 @pytest.mark.parametrize("method", P.DesaturateMethod.__args__)
@@ -252,7 +254,7 @@ def test_desaturate_reference(method: str) -> None:
             gray = (a.max(axis=1, keepdims=True) + a.min(axis=1, keepdims=True)) / 2
         else:
             gray = np.einsum("bchw,c->bhw", a, np.array(DESAT_WEIGHTS[method]))[:, None]
-        out = run("desaturate", x, P.DesaturateParams(desaturate_factor=f, desaturate_method=method))
+        out = run_effect("desaturate", x, P.DesaturateParams(desaturate_factor=f, desaturate_method=method))
         assert_ref(out, np.clip((1 - f) * a + f * gray, 0, 1))
 
 
@@ -263,7 +265,8 @@ def test_vignette_reference(strength: float, h: int, w: int) -> None:
     y, xx = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
     r = np.sqrt(y**2 + xx**2)
     v = 1 - r / r.max() * min(strength, 1)
-    assert_ref(run("vignette", x, P.VignetteParams(vignette_strength=strength)), np.clip(np64(x) * v, 0, 1))
+    out = run_effect("vignette", x, P.VignetteParams(vignette_strength=strength))
+    assert_ref(out, np.clip(np64(x) * v, 0, 1))
 
 
 def color_correction_ref(a: np.ndarray, p: P.ColorCorrectionParams) -> np.ndarray:
@@ -296,12 +299,12 @@ CC_CASES = [
 @pytest.mark.parametrize("params", CC_CASES, ids=range(len(CC_CASES)))
 def test_color_correction_reference(params: P.ColorCorrectionParams) -> None:
     for x in IMAGES:
-        assert_ref(run("color_correction", x, params), color_correction_ref(np64(x)[0], params)[None])
+        assert_ref(run_effect("color_correction", x, params), color_correction_ref(np64(x)[0], params)[None])
 
 
 def test_color_correction_batch_mixes_requests() -> None:
     x = torch.cat(IMAGES[:2])
-    out = run("color_correction", x, CC_CASES[0], CC_CASES[1])
+    out = run_effect("color_correction", x, CC_CASES[0], CC_CASES[1])
     for i, params in enumerate(CC_CASES[:2]):
         assert_ref(out[i : i + 1], color_correction_ref(np64(x)[i], params)[None])
 
@@ -317,7 +320,7 @@ def two_images(h: int = 64, w: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("factor", [0.0, 0.1, 0.5, 0.9])
 def test_dissolve_keeps_about_factor_pixels_and_shares_the_mask(factor: float) -> None:
     x, other = two_images()
-    out = run("dissolve", x, P.DissolveParams(dissolve_factor=factor), seeds=(123,),
+    out = run_effect("dissolve", x, P.DissolveParams(dissolve_factor=factor), seeds=(123,),
               images={"dissolve": other})
     kept = (out == x).all(dim=1)
     replaced = (out == other).all(dim=1)
@@ -329,8 +332,8 @@ def test_dissolve_keeps_about_factor_pixels_and_shares_the_mask(factor: float) -
 def test_dissolve_per_item_factor_and_seed() -> None:
     x, other = two_images(32, 32)
     xs, others = torch.cat([x, x]), torch.cat([other, other])
-    out = run("dissolve", xs, P.DissolveParams(dissolve_factor=0.2), P.DissolveParams(dissolve_factor=0.8),
-              seeds=(5, 6), images={"dissolve": others})
+    low, high = P.DissolveParams(dissolve_factor=0.2), P.DissolveParams(dissolve_factor=0.8)
+    out = run_effect("dissolve", xs, low, high, seeds=(5, 6), images={"dissolve": others})
     fractions = (out == xs).all(dim=1).float().mean(dim=(1, 2))
     assert fractions[0] < 0.35 and fractions[1] > 0.65
 
@@ -338,6 +341,7 @@ def test_dissolve_per_item_factor_and_seed() -> None:
 def test_dissolve_without_second_image_is_a_clear_error() -> None:
     x = rand_image(1)
     with pytest.raises(ValueError, match="dissolve"):
-        run("dissolve", x, P.DissolveParams(), seeds=(1,))
+        run_effect("dissolve", x, P.DissolveParams(), seeds=(1,))
+    other = rand_image(2, h=3, w=3)
     with pytest.raises(ValueError, match="shape"):
-        run("dissolve", x, P.DissolveParams(), seeds=(1,), images={"dissolve": rand_image(2, h=3, w=3)})
+        run_effect("dissolve", x, P.DissolveParams(), seeds=(1,), images={"dissolve": other})

@@ -108,7 +108,7 @@ def images(draw: st.DrawFn, b: int) -> torch.Tensor:
     return make_image(draw(st.integers(0, 2**31 - 1), label="seed"), b, h, w, kind)
 
 
-def run(effect: Effect, x: torch.Tensor, items, seeds=None, extra=None) -> torch.Tensor:
+def run_effect(effect: Effect, x: torch.Tensor, items, seeds=None, extra=None) -> torch.Tensor:
     """Apply like the pipeline: per-item generators for rng effects, extra images for those that need them."""
     gens = ()
     if effect.needs_rng:
@@ -139,7 +139,7 @@ def test_output_finite_in_range_same_shape_over_parameter_space(name: str) -> No
         x = data.draw(images(b), label="image")
         before = x.clone()
         items = draw_items(data, effect, b)
-        out = run(effect, x, items)
+        out = run_effect(effect, x, items)
         assert_contract(x, out)
         assert torch.equal(x, before), "the effect modified its input in place"
 
@@ -157,10 +157,10 @@ def test_batch_equals_items_run_alone(name: str) -> None:
         items = draw_items(data, effect, 3)
         seeds = [seed, seed + 1, seed + 2]
         extra = {k: make_image(seed + 7, *x.shape[:1], *x.shape[2:]) for k in effect.extra_images}
-        batched = run(effect, x, items, seeds, extra)
+        batched = run_effect(effect, x, items, seeds, extra)
         for i in range(3):
             alone_extra = {k: v[i : i + 1] for k, v in extra.items()}
-            alone = run(effect, x[i : i + 1], items[i : i + 1], seeds[i : i + 1], alone_extra)
+            alone = run_effect(effect, x[i : i + 1], items[i : i + 1], seeds[i : i + 1], alone_extra)
             torch.testing.assert_close(batched[i : i + 1], alone, atol=1e-6, rtol=0)
 
     check()
@@ -191,7 +191,7 @@ def test_thin_and_non_square_images(name: str, shape: tuple[int, int]) -> None:
     effect = registered(name)
     x = make_image(3, 1, *shape)
     for params in corner_params(effect.params):
-        out = run(effect, x, [params])
+        out = run_effect(effect, x, [params])
         assert_contract(x, out)
 
 
@@ -202,10 +202,10 @@ def test_reproducible(name: str) -> None:
     effect = registered(name)
     x = make_image(5, 2, 16, 16)
     items = [effect.params()] * 2
-    first = run(effect, x, items, seeds=[11, 12])
-    assert torch.equal(first, run(effect, x, items, seeds=[11, 12]))
+    first = run_effect(effect, x, items, seeds=[11, 12])
+    assert torch.equal(first, run_effect(effect, x, items, seeds=[11, 12]))
     if effect.needs_rng:
-        other = run(effect, x, items, seeds=[13, 14])
+        other = run_effect(effect, x, items, seeds=[13, 14])
         assert not torch.equal(first[0], other[0]), "a different seed gave the same output"
         assert not torch.equal(first[0], first[1]), "two seeds in one batch gave the same output"
     else:
