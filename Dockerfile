@@ -1,12 +1,13 @@
 # Two images from one file: a slim API without torch, and the worker.
 #   API:     docker build --target api -t darkroom-api .
 #   Worker:  docker build --target worker -t darkroom-worker .   (PyPI's Linux torch wheels bundle CUDA)
-#   CPU worker: add --build-arg TORCH_SPEC='torch==2.13.0' --build-arg TORCH_INDEX=<a CPU wheel index>
+#   CPU worker: add --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu (docker-compose.cpu.yml
+#               does), and --build-arg TORCH_SPEC='torch==2.13.0' to pin the version
 FROM python:3.11-slim AS base
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY darkroom ./darkroom
 COPY api ./api
 COPY worker ./worker

@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# CPU build of torch, installed before the project so nothing pulls a multi-GB CUDA build.
-# On a GPU machine: make run TORCH_SPEC='torch' (or the CUDA build you want).
+# torch is installed before the project, from pip's index: on Linux, PyPI's torch is the CUDA build
+# (several GB of nvidia-* packages). The CPU build instead:
+#   make run TORCH_PIP_ARGS='--index-url https://download.pytorch.org/whl/cpu'
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
@@ -28,11 +29,12 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[server,worker,test]'
 	@touch $@
 
-install: $(VENV)/.installed  ## create .venv, install torch (CPU) and Darkroom
+install: $(VENV)/.installed  ## create .venv, install torch and Darkroom into it
+	@echo "Darkroom is installed in $(VENV)/: run '$(BIN)/darkroom --help', or 'source $(BIN)/activate' first"
 
 install-test: $(VENV)/.installed-test  ## install Darkroom with its test extras
 
-run: install  ## run the whole service on this machine (embedded Redis, local storage, CPU)
+run: install  ## run the whole service on this machine (embedded Redis, local storage)
 	$(BIN)/darkroom up
 
 lint: install-test  ## ruff, and the layer contracts (import-linter, [tool.importlinter] in pyproject.toml)

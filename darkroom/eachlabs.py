@@ -67,7 +67,7 @@ def prediction_view(job: JobRecord, logs: list[dict], url_for: UrlFor, base_url:
         "input": public_input(job.input, url_for),
         "status": prediction_status(job),
         "output": _output(job, url_for),
-        "logs": "\n".join(entry["message"] for entry in logs) or None,
+        "logs": logs_text(logs),
         "metrics": _metrics(job),
         "urls": prediction_urls(base_url, job.id),
     }
@@ -76,14 +76,21 @@ def prediction_view(job: JobRecord, logs: list[dict], url_for: UrlFor, base_url:
     return view
 
 
-def webhook_body(job: JobRecord, url_for: UrlFor) -> dict[str, Any]:
-    """What an eachlabs webhook posts: ``{id, status: success|failed, output, input, metrics}``."""
+def logs_text(logs: list[dict]) -> str | None:
+    """A job's log lines as eachlabs' ``logs``: one string, a line each (None without lines)."""
+    return "\n".join(entry["message"] for entry in logs) or None
+
+
+def webhook_body(job: JobRecord, url_for: UrlFor, logs: list[dict]) -> dict[str, Any]:
+    """What an eachlabs webhook posts: ``{id, status: success|failed, output, input, metrics, logs}``
+    (eachlabs' receivers read a failure's reason from ``logs``; ``error`` has it too)."""
     body: dict[str, Any] = {
         "id": job.id,
         "status": "success" if job.error is None else "failed",
         "output": _output(job, url_for),
         "input": public_input(job.input, url_for),
         "metrics": _metrics(job),
+        "logs": logs_text(logs),
     }
     if job.error is not None:
         body["error"] = job.error.get("detail")

@@ -26,6 +26,19 @@ from tests.support.harness import (
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_state_home(tmp_path_factory) -> Iterator[None]:
+    """The CLI keeps per-user records under $XDG_STATE_HOME (the embedded Redis, submit manifests):
+    tests, and the processes they start, write them to a temporary folder, never the real home."""
+    old = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = old
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> Iterator[str]:
     proc, url = start_redis(tmp_path_factory.mktemp("redis"))

@@ -7,10 +7,14 @@ Nothing is built at import, so a test can build a worker in-process with its own
 
 from __future__ import annotations
 
+import logging
 import threading
+import warnings
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
+from celery.exceptions import SecurityWarning
+from celery.signals import celeryd_init, task_postrun, task_prerun, worker_ready, worker_shutdown
+from kombu.utils.url import maybe_sanitize_url
 
 from darkroom.broker import RUN_JOB_TASK, WEBHOOK_TASK, make_celery
 from darkroom.logs import TASK_PREFIX, bind_request_id
@@ -20,6 +24,8 @@ from storage.objects import build_object_store
 from worker import tasks
 from worker.context import WorkerContext, build_context
 from worker.webhooks import WebhookSender
+
+log = logging.getLogger(__name__)
 
 
 class WorkerProcess:
@@ -66,6 +72,8 @@ def create_worker(settings: Settings) -> Celery:
 
     def on_ready(sender=None, **_: object) -> None:
         if getattr(sender, "app", None) is app:
+            if not settings.worker_banner:
+                log_started(sender)
             process.context().start_background()
 
     def on_shutdown(sender=None, **_: object) -> None:
@@ -73,7 +81,38 @@ def create_worker(settings: Settings) -> Celery:
 
     worker_ready.connect(on_ready, weak=False)
     worker_shutdown.connect(on_shutdown, weak=False)
+    quiet_start(app, settings)
     return app
+
+
+def quiet_start(app: Celery, settings: Settings) -> None:
+    """Leave out Celery's start-up banner (``worker_banner``) and its warning about running as root
+    (``worker_root_warning``) as ``settings`` say; `darkroom up` turns both off. Both happen while
+    Celery builds the worker, right after ``celeryd_init``: its handler sets the worker's own
+    ``quiet`` flag (what ``celery --quiet`` sets) and ignores that one warning."""
+
+    def on_init(instance=None, **_: object) -> None:
+        if getattr(instance, "app", None) is not app:
+            return
+        if not settings.worker_banner:
+            instance.quiet = True
+        if not settings.worker_root_warning:
+            warnings.filterwarnings(
+                "ignore", message=r"You're running the worker with superuser privileges",
+                category=SecurityWarning,
+            )
+
+    celeryd_init.connect(on_init, weak=False)
+
+
+def log_started(consumer) -> None:
+    """The banner's gist in one log line: name, job slots, queues and broker (password masked)."""
+    try:
+        queues = ", ".join(sorted(consumer.app.amqp.queues.consume_from or {}))
+        log.info("worker %s started: %s job slots, queues %s, broker %s", consumer.hostname,
+                 consumer.controller.concurrency, queues, maybe_sanitize_url(consumer.app.conf.broker_url))
+    except Exception:  # noqa: BLE001 - a log line never stops a worker from starting
+        log.debug("could not describe the worker", exc_info=True)
 
 
 @task_prerun.connect

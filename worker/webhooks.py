@@ -10,7 +10,7 @@ drop the one duplicate that remains possible: a POST whose answer never came bac
 written to the job's logs; it never changes the job's status.
 
 Two styles: fal's (``{request_id, gateway_request_id, status: OK|ERROR, payload, error}``, Ed25519
-headers ``X-Fal-Webhook-*``) and eachlabs' (``{id, status, output, input, metrics}``, header
+headers ``X-Fal-Webhook-*``) and eachlabs' (``{id, status, output, input, metrics, logs}``, header
 ``X-Signature`` = hex HMAC-SHA256 of the body with the job's ``webhook_secret``).
 """
 
@@ -101,7 +101,8 @@ class WebhookSender:
         if delivery_id:
             headers[DELIVERY_ID_HEADER] = delivery_id
         if job.webhook_style == "eachlabs":
-            body = json.dumps(eachlabs.webhook_body(job, self.objects.url)).encode()
+            payload = eachlabs.webhook_body(job, self.objects.url, self.store.logs(job.id))
+            body = json.dumps(payload).encode()
             if job.webhook_secret:
                 digest = hmac.new(job.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
                 headers["X-Signature"] = digest

@@ -30,6 +30,11 @@ from .queue import REQUEST_ID_HEADER
 from .run import run_to_completion, timeout_detail
 
 INVALID = "Invalid input for model"
+RUN_MESSAGES = {  # `message` of a synchronous run, by final status
+    "success": "Prediction completed successfully",
+    "failed": "Prediction failed",
+    "cancelled": "Prediction cancelled",
+}
 
 
 class EachlabsRoute(APIRoute):
@@ -109,17 +114,16 @@ async def create_prediction(req: PredictionRequest, svc: SvcDep, caller: CallerD
 
 @router.post("/run")
 async def run_prediction(req: PredictionRequest, svc: SvcDep, caller: CallerDep) -> JSONResponse:
-    """Run a prediction synchronously: answers with its output when it is done."""
+    """Run a prediction synchronously: answers when it is done, with its output or, for a failed
+    (or cancelled) prediction, its error, in the same body and with 200 (eachlabs: "Prediction
+    completed or failed synchronously"); bad input is a 400 before anything runs, as for a create."""
     app, body = validated(req)
     job = await run_to_completion(svc, app, body, owner=caller.owner, **submit_options(req))
-    headers = {REQUEST_ID_HEADER: job.id}
     if not job.status.is_terminal():
-        return eachlabs_error_response(RequestTimeout.code, timeout_detail(svc), headers)
-    if job.error:
-        return eachlabs_error_response(job.error["error_type"], job.error["detail"], headers)
+        return eachlabs_error_response(RequestTimeout.code, timeout_detail(svc), {REQUEST_ID_HEADER: job.id})
     view = eachlabs.prediction_view(job, [], svc.objects.url, svc.settings.api_base_url)
-    reply = {"status": "success", "message": "Prediction completed successfully", "predictionID": job.id,
-             "output": view["output"], "error": ""}
+    reply = {"status": view["status"], "message": RUN_MESSAGES[view["status"]], "predictionID": job.id,
+             "output": view["output"], "error": view.get("error") or ""}
     return _reply(reply, job.id)
 
 

@@ -33,12 +33,21 @@ curl -sN${auth} "$STATUS_URL/stream?logs=1"
 curl -s${auth} "\${STATUS_URL%/status}"   # the result: {"images": [{"url": …}], …}`;
 }
 
+// fal-client builds https:// URLs whatever the host, so against a plain-HTTP server (`darkroom up`)
+// it hangs; the snippet says so and what to do instead.
+function falTlsNote(server) {
+  if (server.startsWith("https:")) return "";
+  return `# fal-client always connects with https://, so against this plain-HTTP server
+# (${server}) it hangs. To run this snippet, serve Darkroom over TLS
+# (DARKROOM_TLS_CERTFILE + DARKROOM_TLS_KEYFILE, or a reverse proxy in front:
+# docs/api.md, "TLS") and put that https host in FAL_QUEUE_RUN_HOST below.
+# Over plain HTTP, use the "Python (darkroom)" or "curl" snippet instead.
+`;
+}
+
 function pythonFal({ server, app, body }) {
   const host = new URL(server).host;
-  const tlsNote = server.startsWith("https:")
-    ? ""
-    : "# fal-client always speaks HTTPS: serve Darkroom over TLS (docs/api.md, \"TLS\").\n";
-  return `${tlsNote}import os
+  return `${falTlsNote(server)}import os
 
 os.environ["FAL_QUEUE_RUN_HOST"] = ${JSON.stringify(host)}  # set before importing fal_client
 os.environ.setdefault("FAL_KEY", os.environ.get("DARKROOM_API_KEY", "unused"))
@@ -72,11 +81,13 @@ with Client(${JSON.stringify(server)}) as client:
 
 function javascript({ server, app, body }) {
   const input = JSON.stringify(body, null, 2).replace(/\n/g, "\n  ");
-  return `import { fal } from "@fal-ai/client";
+  return `import { fal } from "@fal-ai/client";  // 1.10 or later (proxyUrl as an object)
 
 // Darkroom serves fal's proxy route; the key is sent as "Authorization: Key …".
+// when: "always" — a plain string proxyUrl is used only in browsers: in Node the
+// client would send the requests (and the key) to fal itself.
 fal.config({
-  proxyUrl: ${JSON.stringify(`${server}/api/fal/proxy`)},
+  proxyUrl: { url: ${JSON.stringify(`${server}/api/fal/proxy`)}, when: "always" },
   credentials: process.env.DARKROOM_API_KEY,
 });
 

@@ -10,14 +10,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from darkroom import __version__
 from darkroom.cli.client_commands import register as register_client_commands
-from darkroom.cli.embedded import embedded_url_file
 from darkroom.cli.models import models
+from darkroom.cli.state import record_embedded_redis
 from darkroom.logs import configure_logging
 from darkroom.settings import Settings
 
@@ -110,7 +111,7 @@ def up(port: int | None, data_dir: Path) -> None:
     Stops all of them on Ctrl-C or SIGTERM.
     """
     _need_extra("worker", "torch")
-    from darkroom.cli.embedded import start_redis
+    from darkroom.cli.embedded import check_api_port, listening, start_redis, worker_env
 
     env = dict(os.environ)
     if port:
@@ -118,17 +119,22 @@ def up(port: int | None, data_dir: Path) -> None:
     env.setdefault("DARKROOM_LOCAL_STORAGE_DIR", str(data_dir / "objects"))
     settings = Settings(**_env_overrides(env))
     configure_logging(settings.log_level, settings.log_format)
+    check_api_port(settings.host, settings.port)  # before anything starts
+    env.update(worker_env(env, settings.host))
     procs: list[subprocess.Popen] = []
     if not settings.redis_url:
         redis_proc, url = start_redis(data_dir / "redis")
         procs.append(redis_proc)
-        embedded_url_file(data_dir).write_text(url)  # for `darkroom keys`
+        record_embedded_redis(data_dir, url)  # for `darkroom jobs` / `keys`, from any directory
         env["DARKROOM_REDIS_URL"] = url
     exe = [sys.executable, "-m", "darkroom.cli"]
     procs.append(subprocess.Popen([*exe, "worker"], env=env))
     procs.append(subprocess.Popen([*exe, "api"], env=env))
-    click.echo(f"Darkroom is running at {settings.api_base_url}  (Ctrl-C to stop)")
-    _supervise(procs, restart={len(procs) - 2: lambda: subprocess.Popen([*exe, "worker"], env=env)})
+    _supervise(
+        procs, restart={len(procs) - 2: lambda: subprocess.Popen([*exe, "worker"], env=env)},
+        ready=lambda: listening(settings.host, settings.port),
+        ready_message=f"Darkroom is running at {settings.api_base_url}  (Ctrl-C to stop)",
+    )
 
 
 def _check_worker(settings: Settings) -> int:
@@ -155,10 +161,14 @@ def _env_overrides(env: dict[str, str]) -> dict:
     return {k.removeprefix("DARKROOM_").lower(): v for k, v in env.items() if k.startswith("DARKROOM_")}
 
 
-def _supervise(procs: list[subprocess.Popen], restart: dict | None = None) -> None:
+def _supervise(
+    procs: list[subprocess.Popen], restart: dict | None = None,
+    ready: Callable[[], bool] | None = None, ready_message: str = "",
+) -> None:
     """Wait for Ctrl-C/SIGTERM, then stop ``procs`` in reverse order. A process listed in ``restart``
     (index -> how to start it again: the worker, which exits past a job's hard time limit) is
-    restarted when it dies; any other dying stops everything."""
+    restarted when it dies; any other dying stops everything. ``ready_message`` is printed once
+    ``ready()`` is true (the API listens)."""
     stopping = False
 
     def stop(signum, frame) -> None:
@@ -170,8 +180,13 @@ def _supervise(procs: list[subprocess.Popen], restart: dict | None = None) -> No
     restart = restart or {}
     while not stopping:
         dead = [i for i, p in enumerate(procs) if p.poll() is not None]
-        if any(i not in restart for i in dead):
+        lost = [procs[i] for i in dead if i not in restart]
+        if lost:
+            log.error("process %d exited with %s; stopping Darkroom", lost[0].pid, lost[0].returncode)
             break
+        if ready is not None and ready():
+            click.echo(ready_message)
+            ready = None
         for i in dead:
             log.warning("process %d exited with %s; restarting it", procs[i].pid, procs[i].returncode)
             procs[i] = restart[i]()

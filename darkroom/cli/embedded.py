@@ -1,8 +1,10 @@
-"""A private redis-server for the embedded default (`darkroom up`) and for the test suite, and where
-`darkroom up` leaves its URL for the other commands."""
+"""A private redis-server for the embedded default (`darkroom up`) and for the test suite, where
+`darkroom up` leaves its URL for the other commands, and its other helpers: the port check before
+anything starts, the check that the API listens, and the settings it gives its worker."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import socket
@@ -32,6 +34,54 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def bind_error(host: str, port: int) -> OSError | None:
+    """Why ``host:port`` cannot be listened on right now, or None: a bind test, with SO_REUSEADDR
+    like uvicorn's own socket (so a port left in TIME_WAIT by a stopped server counts as free)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc
+    return None
+
+
+def check_api_port(host: str, port: int) -> None:
+    """Refuse to start `darkroom up` when its API could not listen on ``host:port``."""
+    exc = bind_error(host, port)
+    if exc is None:
+        return
+    if exc.errno == errno.EADDRINUSE:
+        raise click.ClickException(
+            f"port {port} is in use (another darkroom up?); choose one with --port or DARKROOM_PORT"
+        )
+    raise click.ClickException(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                               "choose the address with DARKROOM_HOST and the port with --port")
+
+
+def listening(host: str, port: int, timeout_s: float = 0.2) -> bool:
+    """Whether a server accepts connections on ``host:port`` (a wildcard bind is tried on loopback)."""
+    target = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    try:
+        with socket.create_connection((target, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def worker_env(env: dict[str, str], api_host: str) -> dict[str, str]:
+    """The settings `darkroom up` gives its worker, unless ``env`` sets them: metrics on the API's
+    bind address (a loopback-only API keeps them on loopback), no Celery banner (one log line
+    instead) and no warning about running as root (there the user's own choice)."""
+    defaults = {
+        "DARKROOM_METRICS_HOST": api_host,
+        "DARKROOM_WORKER_BANNER": "false",
+        "DARKROOM_WORKER_ROOT_WARNING": "false",
+    }
+    return {**defaults, **{k: v for k, v in env.items() if k in defaults}}
 
 
 def redis_server_binary() -> str:

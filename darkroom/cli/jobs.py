@@ -1,7 +1,8 @@
 """`darkroom jobs list | show | requeue | purge`: look at and repair jobs in the job store.
 
-Redis is ``DARKROOM_REDIS_URL`` (when unset, the private Redis of a running `darkroom up`); object
-storage and retention come from the same DARKROOM_* settings as the service. See docs/operations.md.
+Redis is ``DARKROOM_REDIS_URL`` (when unset, the private Redis of a running `darkroom up`, found from
+any directory: ``darkroom.cli.state``); object storage and retention come from the same DARKROOM_*
+settings as the service. See docs/operations.md.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import click
 import redis
 
-from darkroom.cli.embedded import data_dir_option, embedded_url_file
+from darkroom.cli.state import data_dir_option, locate_redis
 from darkroom.job import JobRecord
 from darkroom.settings import Settings
 from storage.jobs import JobStore
@@ -40,16 +41,10 @@ class Duration(click.ParamType):
 DURATION = Duration()
 
 
-def _settings(data_dir: Path) -> Settings:
+def _settings(data_dir: Path | None) -> Settings:
+    """The service's settings, with the Redis of `darkroom up` when DARKROOM_REDIS_URL is unset."""
     settings = Settings()
-    if settings.redis_url:
-        return settings
-    path = embedded_url_file(data_dir)
-    if not path.is_file():
-        raise click.UsageError(
-            f"DARKROOM_REDIS_URL is not set and no `darkroom up` is running with --data-dir {data_dir}"
-        )
-    return settings.model_copy(update={"redis_url": path.read_text().strip()})
+    return settings.model_copy(update={"redis_url": locate_redis(settings.redis_url, data_dir).url})
 
 
 def _store(settings: Settings) -> JobStore:
@@ -125,7 +120,7 @@ def list_cmd(app, status, error_type, older_than, limit, as_json, data_dir) -> N
 @jobs.command()
 @click.argument("request_id")
 @data_dir_option
-def show(request_id: str, data_dir: Path) -> None:
+def show(request_id: str, data_dir: Path | None) -> None:
     """One job's record, logs and webhook deliveries, as JSON."""
     details = job_details(_store(_settings(data_dir)), request_id)
     if details is None:

@@ -1,7 +1,7 @@
 """`darkroom keys create | list | revoke`: manage API keys (docs/decisions.md §17) in the job store's Redis.
 
 Redis is ``DARKROOM_REDIS_URL``; when that is unset, the private Redis of a running `darkroom up`
-(its URL is kept in ``<data-dir>/redis/url``).
+(its URL is kept in ``<data-dir>/redis/url`` and a per-user record: ``darkroom.cli.state``).
 """
 
 from __future__ import annotations
@@ -12,22 +12,14 @@ from pathlib import Path
 import click
 import redis
 
-from darkroom.cli.embedded import data_dir_option, embedded_url_file
+from darkroom.cli.state import data_dir_option, locate_redis
 from darkroom.settings import Settings
 from storage.apikeys import ApiKeyInfo, ApiKeyStore
 from storage.jobs import redis_client
 
 
-def _store(data_dir: Path) -> ApiKeyStore:
-    url = Settings().redis_url
-    if not url:
-        path = embedded_url_file(data_dir)
-        if not path.is_file():
-            raise click.UsageError(
-                "DARKROOM_REDIS_URL is not set and no `darkroom up` is running with "
-                f"--data-dir {data_dir} (no {path})"
-            )
-        url = path.read_text().strip()
+def _store(data_dir: Path | None) -> ApiKeyStore:
+    url = locate_redis(Settings().redis_url, data_dir).url
     client = redis_client(url, 3)
     try:
         client.ping()
@@ -54,7 +46,7 @@ def keys() -> None:
 @keys.command()
 @click.option("--name", default="", help="A label to recognise the key by.")
 @data_dir_option
-def create(name: str, data_dir: Path) -> None:
+def create(name: str, data_dir: Path | None) -> None:
     """Create a key and print it. It is shown this once: only its hash is kept."""
     info, key = _store(data_dir).create(name)
     click.echo(key)
@@ -67,7 +59,7 @@ def create(name: str, data_dir: Path) -> None:
 
 @keys.command(name="list")
 @data_dir_option
-def list_keys(data_dir: Path) -> None:
+def list_keys(data_dir: Path | None) -> None:
     """List keys: id, creation time, state and name (never the key)."""
     found = _store(data_dir).all()
     if not found:
@@ -81,7 +73,7 @@ def list_keys(data_dir: Path) -> None:
 @keys.command()
 @click.argument("key_id")
 @data_dir_option
-def revoke(key_id: str, data_dir: Path) -> None:
+def revoke(key_id: str, data_dir: Path | None) -> None:
     """Revoke a key by its id (dk_…): requests with it are refused from now on."""
     info = _store(data_dir).revoke(key_id.strip().split(":", 1)[0])
     if info is None:

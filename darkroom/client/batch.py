@@ -1,9 +1,11 @@
 """Push many images through a Darkroom server: plan the work, run it with bounded concurrency, report.
 
 Used by ``darkroom submit`` (``darkroom.cli.client_commands``). An item is one input (a local file or a URL)
-and the file its first output image goes to; an item whose output already exists is skipped, so an
-interrupted batch resumes where it stopped. Outputs are written to a temporary name and renamed, so
-a half-written file never counts as done. One item failing never stops the others.
+and the file its first output image goes to; an item whose output already exists is skipped (unless
+``overwrite``), so an interrupted batch resumes where it stopped. With a ``Manifest`` the outputs'
+settings are recorded, and skipped outputs made with other settings are told apart (``Report.stale``).
+Outputs are written to a temporary name and renamed, so a half-written file never counts as done.
+One item failing never stops the others.
 """
 
 from __future__ import annotations
@@ -22,12 +24,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import httpx
-
 from darkroom.client import Client, DarkroomClientError, Result
+from darkroom.client.formats import FORMAT_SUFFIXES, SUFFIX_FORMATS, ensure_format
+from darkroom.client.manifest import Manifest, fingerprint
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
-EXTENSIONS = {"png": "png", "jpeg": "jpg", "jpg": "jpg", "webp": "webp"}
 URL_SCHEMES = ("http://", "https://")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -46,7 +47,8 @@ class Item:
 @dataclass
 class Report:
     done: list[Item] = field(default_factory=list)
-    skipped: list[Item] = field(default_factory=list)
+    skipped: list[Item] = field(default_factory=list)  # their output exists
+    stale: list[Item] = field(default_factory=list)  # of the skipped: made with other settings
     failed: list[tuple[str, str]] = field(default_factory=list)  # (source, why)
 
     def summary(self) -> str:
@@ -88,14 +90,14 @@ def _is_image_file(path: Path) -> bool:
 def plan(sources: list[str], outdir: Path, output_format: str = "png") -> list[Item]:
     """One item per source, named after it: ``OUTDIR/<stem>.<ext>``; stems shared by several sources
     get a short hash of the source, so names stay the same from one run to the next."""
-    ext = EXTENSIONS.get(str(output_format).lower(), "png")
+    ext = FORMAT_SUFFIXES.get(str(output_format).lower(), ".png")
     stems = [_stem(s) for s in sources]
     counts = Counter(stems)
     items = []
     for source, stem in zip(sources, stems, strict=True):
         if counts[stem] > 1:
             stem = f"{stem}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"
-        items.append(Item(source, outdir / f"{stem}.{ext}"))
+        items.append(Item(source, outdir / f"{stem}{ext}"))
     return items
 
 
@@ -132,12 +134,15 @@ def data_uri(path: Path) -> str:
 
 
 def save_result(client: Client, result: Result, output: Path) -> list[Path]:
-    """Write every output image: the first to ``output``, the others to ``<stem>-<n><suffix>``."""
+    """Write every output image: the first to ``output``, the others to ``<stem>-<n><suffix>``, each
+    in the format its extension names (converted if the server sent another)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     written = []
+    fmt = SUFFIX_FORMATS.get(output.suffix.lower())
     for n, image in enumerate(result.images):
         target = output if n == 0 else output.with_name(f"{output.stem}-{n}{output.suffix}")
-        write_atomically(target, fetch_bytes(client, image.url))
+        data = fetch_bytes(client, image.url)
+        write_atomically(target, ensure_format(data, fmt) if fmt else data)
         written.append(target)
     if not written:
         raise DarkroomClientError(200, "the result holds no image", "empty_result", result.request_id)
@@ -169,20 +174,41 @@ def process(
 def describe(exc: BaseException) -> str:
     if isinstance(exc, DarkroomClientError):
         return exc.message
-    if isinstance(exc, httpx.TransportError):
-        return f"cannot reach the server ({type(exc).__name__}: {exc})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     return f"{type(exc).__name__}: {exc}"
+
+
+def triage(
+    items: list[Item], settings: str, manifest: Manifest | None = None, overwrite: bool = False
+) -> tuple[Report, list[Item]]:
+    """A report holding the items to skip (their output exists; ``stale`` when the manifest says
+    other settings made it), and the items to process."""
+    report, todo = Report(), []
+    for item in items:
+        if overwrite or not item.output.exists():
+            todo.append(item)
+            continue
+        report.skipped.append(item)
+        made_with = manifest.made_with(item.output) if manifest else None
+        if made_with is not None and made_with != settings:
+            report.stale.append(item)
+    return report, todo
 
 
 def run_batch(
     client: Client, app: str, arguments: dict[str, Any], items: list[Item], jobs: int = 4,
     timeout_s: float | None = None, progress: Callable[[Item, str | None], None] | None = None,
+    overwrite: bool = False, manifest: Manifest | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> Report:
-    """Process ``items`` on ``jobs`` threads; ``progress(item, error_or_None)`` after each one."""
-    report = Report()
-    todo = []
-    for item in items:
-        (report.skipped if item.output.exists() else todo).append(item)
+    """Process ``items`` on ``jobs`` threads, skipping those whose output exists (unless ``overwrite``);
+    ``on_start(n)`` once the n items to process are known, ``progress(item, error_or_None)`` after
+    each; finished outputs are recorded in ``manifest``."""
+    settings = fingerprint(app, arguments)
+    report, todo = triage(items, settings, manifest, overwrite)
+    if on_start:
+        on_start(len(todo))
     uploader = Uploader(client)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {
@@ -193,6 +219,8 @@ def run_batch(
                 item, exc = futures[future], future.exception()
                 if exc is None:
                     report.done.append(item)
+                    if manifest:
+                        manifest.record(item.output, item.source, app, settings)
                 else:
                     report.failed.append((item.source, describe(exc)))
                 if progress:

@@ -13,42 +13,13 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from darkroom.apps.post_processing import Image as ContractImage
+from darkroom.client.errors import DarkroomClientError, WaitTimedOut
+
+__all__ = ["DarkroomClientError", "WaitTimedOut"]  # re-exported: they lived here first
 
 TERMINAL = "COMPLETED"
 REQUEST_ID_HEADER = "x-fal-request-id"
-
-
-class DarkroomClientError(Exception):
-    """An answer the client cannot use: the HTTP status, the server's ``detail`` and ``error_type``."""
-
-    def __init__(
-        self, status_code: int, detail: Any, error_type: str | None = None, request_id: str | None = None
-    ) -> None:
-        self.status_code = status_code
-        self.detail = detail
-        self.error_type = error_type
-        self.request_id = request_id
-        super().__init__(self.message)
-
-    @property
-    def message(self) -> str:
-        """One line: the status code, the error type and the detail (422 lists flattened)."""
-        detail = self.detail
-        if isinstance(detail, list):  # FastAPI validation errors: [{loc, msg, type}, ...]
-            detail = "; ".join(_validation_line(item) for item in detail)
-        kind = f" {self.error_type}" if self.error_type else ""
-        return f"HTTP {self.status_code}{kind}: {detail}"
-
-
-class WaitTimedOut(DarkroomClientError):
-    """The request did not finish within the client's ``timeout_s`` (it may still run: cancel it)."""
-
-
-def _validation_line(item: Any) -> str:
-    if not isinstance(item, dict):
-        return str(item)
-    loc = ".".join(str(part) for part in item.get("loc", []) if part != "body")
-    return f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg", item))
+CANCEL_OUTCOMES = ("CANCELLATION_REQUESTED", "ALREADY_COMPLETED", "OK")
 
 
 class _Model(BaseModel):
@@ -159,15 +130,17 @@ def result_from(resp: httpx.Response) -> Result:
     return result
 
 
-def cancel_outcome(resp: httpx.Response) -> str:
+def cancel_outcome(resp: httpx.Response, app: str, request_id: str) -> str:
     """CANCELLATION_REQUESTED or ALREADY_COMPLETED; DarkroomClientError otherwise (404 included)."""
-    if resp.status_code in (200, 202, 400):
-        try:
-            outcome = resp.json().get("status")
-        except (ValueError, AttributeError):
-            outcome = None
-        if outcome in ("CANCELLATION_REQUESTED", "ALREADY_COMPLETED", "OK"):
-            return outcome
+    try:
+        outcome = resp.json().get("status")
+    except (ValueError, AttributeError):
+        outcome = None
+    if resp.status_code in (200, 202, 400) and outcome in CANCEL_OUTCOMES:
+        return outcome
+    if resp.status_code == 404 and outcome == "NOT_FOUND":
+        detail = f"no request {request_id} in app {base_id(app)} (unknown, deleted, expired or another key's)"
+        raise DarkroomClientError(404, detail, "not_found", request_id)
     raise_for_answer(resp)
     raise DarkroomClientError(resp.status_code, resp.text)
 

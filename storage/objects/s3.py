@@ -1,5 +1,10 @@
 """The S3 object store: any S3-compatible endpoint through boto3. PUTs are atomic; result URLs are
-presigned (or under a configured public base)."""
+presigned (or under a configured public base).
+
+The service reaches S3 at ``s3_endpoint_url``; clients may need another address for the same server
+(compose: ``http://minio:9000`` inside, ``http://localhost:9000`` on the host). A presigned URL signs
+its host, so URLs for clients are signed by a second client for ``s3_public_endpoint_url``; signing
+makes no request, so that address need not be reachable from the service."""
 
 from __future__ import annotations
 
@@ -18,27 +23,13 @@ class S3ObjectStore(ObjectStore):
     """Any S3-compatible endpoint through boto3 (MinIO in compose, AWS in production, moto in tests)."""
 
     def __init__(self, settings: Settings) -> None:
-        import boto3
-        from botocore.config import Config
-
         self.bucket = settings.s3_bucket
         self.presign_ttl_s = settings.s3_presign_ttl_s
         self.public_base = (settings.s3_public_base_url or "").rstrip("/")
-        config = Config(
-            connect_timeout=settings.s3_connect_timeout_s,
-            read_timeout=settings.s3_read_timeout_s,
-            retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
-            signature_version="s3v4",
-            s3={"addressing_style": "path"},
-        )
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url,
-            region_name=settings.s3_region,
-            aws_access_key_id=settings.s3_access_key_id,
-            aws_secret_access_key=settings.s3_secret_access_key,
-            config=config,
-        )
+        self.client = _boto_client(settings, settings.s3_endpoint_url)
+        public_endpoint = settings.s3_public_endpoint_url or settings.s3_endpoint_url
+        same = public_endpoint == settings.s3_endpoint_url
+        self.presigner = self.client if same else _boto_client(settings, public_endpoint)
         if settings.s3_create_bucket:
             self.ensure_bucket(settings.s3_region)
 
@@ -74,7 +65,7 @@ class S3ObjectStore(ObjectStore):
     def url(self, key: str) -> str:
         if self.public_base:
             return f"{self.public_base}/{quote(check_key(key))}"
-        return self.client.generate_presigned_url(
+        return self.presigner.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": check_key(key)}, ExpiresIn=self.presign_ttl_s
         )
 
@@ -97,6 +88,28 @@ class S3ObjectStore(ObjectStore):
             if not page.get("IsTruncated"):
                 return
             token = {"ContinuationToken": page["NextContinuationToken"]}
+
+
+def _boto_client(settings: Settings, endpoint_url: str | None):
+    """A boto3 S3 client for ``endpoint_url`` with the settings' credentials, timeouts and retries."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=settings.s3_connect_timeout_s,
+        read_timeout=settings.s3_read_timeout_s,
+        retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
+        signature_version="s3v4",
+        s3={"addressing_style": "path"},
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=settings.s3_secret_access_key,
+        config=config,
+    )
 
 
 @register_backend("s3")

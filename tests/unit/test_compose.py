@@ -97,3 +97,33 @@ def test_dockerfile_copies_every_package():
     text = (ROOT / "Dockerfile").read_text()
     for package in ("darkroom", "api", "worker", "storage"):
         assert f"COPY {package} ./{package}" in text
+
+
+def test_images_are_pinned_to_released_tags(compose):
+    for name, svc in compose["services"].items():
+        if svc.get("build"):
+            continue  # Darkroom's own images, built from this tree
+        image = svc["image"]
+        repo, _, tag = image.rpartition(":")
+        assert repo and "/" not in tag, f"{name}: {image} has no tag"
+        assert tag != "latest" and any(c.isdigit() for c in tag), f"{name}: {image} is not a released tag"
+        if "minio" in repo:
+            assert repo.startswith("quay.io/minio/"), f"{name}: Docker Hub no longer serves {repo}"
+            assert tag.startswith("RELEASE."), f"{name}: {image}"
+        if name == "redis":
+            assert tag.count(".") == 2, f"{name}: {image} should name a patch release"
+
+
+def test_result_urls_are_presigned_for_an_address_the_host_reaches(compose):
+    env = compose["x-darkroom-env"]
+    assert env["DARKROOM_S3_ENDPOINT_URL"] == "http://minio:9000"  # inside the compose network
+    assert env["DARKROOM_S3_PUBLIC_ENDPOINT_URL"] == "${DARKROOM_S3_PUBLIC_ENDPOINT_URL:-http://localhost:9000}"
+    assert "9000:9000" in compose["services"]["minio"]["ports"]
+    for name in ("api", "worker"):
+        assert compose["services"][name]["environment"]["DARKROOM_S3_PUBLIC_ENDPOINT_URL"]
+
+
+def test_the_cpu_worker_builds_the_cpu_torch():
+    worker = load("docker-compose.cpu.yml")["services"]["worker"]
+    assert worker["build"]["args"]["TORCH_INDEX"] == "https://download.pytorch.org/whl/cpu"
+    assert 'ARG TORCH_INDEX=""' in (ROOT / "Dockerfile").read_text()
