@@ -17,10 +17,11 @@ from storage.objects import build_object_store
 
 from .auth import Authenticator, authenticate, keys_required
 from .deps import Services
+from .docs import install_docs
 from .errors import install_error_handlers
 from .openapi import install_openapi
 from .proxy import FalProxyMiddleware
-from .routes import eachlabs, jwks, metrics, playground, queue, run, stream, system, uploads
+from .routes import eachlabs, jwks, metrics, playground, queue, recipes, run, stream, system, uploads
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Self-hosted image post-processing, compatible with fal-ai/post-processing.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their assets from CDNs: api.docs serves them locally
+        redoc_url=None,
     )
     install_error_handlers(app)
     install_openapi(app)
+    install_docs(app)  # /docs and /redoc, working offline
     app.include_router(system.router)
     authenticated = [Depends(authenticate)]  # routes also take the Caller to scope jobs to their key
     app.include_router(queue.build_router(), dependencies=authenticated)
@@ -66,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(run.build_router(), dependencies=authenticated)
     app.include_router(eachlabs.router, dependencies=authenticated)
     app.include_router(uploads.router, dependencies=authenticated)
+    app.include_router(recipes.router, dependencies=authenticated)
     app.include_router(jwks.router)
     playground.install(app)  # the page at / and its /static files
     if settings.api_metrics:

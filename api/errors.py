@@ -39,6 +39,8 @@ HTTP_STATUS = {
     "request_not_finished": 400,
     "idempotency_key_in_use": 429,  # fal clients retry 429 by themselves
     "proxy_target_refused": 400,
+    "output_too_large": 422,
+    "read_only": 409,
 }
 
 

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from darkroom.acceptance import CONTENT_TYPES, ImageLimits, parse_data_uri, screen
 from darkroom.apps import AppSpec
+from darkroom.apps.pipeline import PipelineInput
 from darkroom.apps.post_processing import ImageInputBase
 from darkroom.errors import InvalidInput
 from darkroom.job import JobRecord, Priority, WebhookStyle
@@ -22,6 +23,7 @@ from storage.jobs import IdempotentWrite
 from storage.objects import input_key
 
 from .deps import Services
+from .recipes import expand_recipe
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +40,31 @@ def stash_inline_inputs(svc: Services, request_id: str, data: dict) -> dict:
     ``error_type``; the worker checks again (with DNS) when it fetches.
     """
     out = dict(data)
-    settings = svc.settings
     for field in IMAGE_FIELDS:
-        value = out.get(field)
-        if not (isinstance(value, str) and value):
-            continue
-        if value.startswith("data:"):
-            out[field] = _stash_data_uri(svc, request_id, field, value)
-        elif own_file_key(value, settings.api_base_url, settings.storage_backend) is None:
-            precheck_url(value, settings, what=field)
-    return out
+        out[field] = _stash_one(svc, request_id, field, out.get(field))
+    if isinstance(out.get("images"), dict):  # a pipeline's named images
+        out["images"] = {
+            name: _stash_one(svc, request_id, f"images.{name}", url) for name, url in out["images"].items()
+        }
+    return {k: v for k, v in out.items() if k in data}
+
+
+def _stash_one(svc: Services, request_id: str, field: str, value: object) -> object:
+    if not (isinstance(value, str) and value):
+        return value
+    settings = svc.settings
+    if value.startswith("data:"):
+        return _stash_data_uri(svc, request_id, field, value)
+    if own_file_key(value, settings.api_base_url, settings.storage_backend) is None:
+        precheck_url(value, settings, what=field)
+    return value
+
+
+def has_inline_inputs(data: dict) -> bool:
+    values = [data.get(field) for field in IMAGE_FIELDS]
+    if isinstance(data.get("images"), dict):
+        values += list(data["images"].values())
+    return any(str(v or "").startswith("data:") for v in values)
 
 
 def _stash_data_uri(svc: Services, request_id: str, field: str, value: str) -> str:
@@ -83,10 +100,14 @@ async def submit_job(
     if webhook_url:  # same address rules as input URLs (docs/decisions.md §16); the worker checks with DNS
         precheck_url(webhook_url, svc.settings, what="webhook URL")
     request_id = str(uuid.uuid4())
+    if isinstance(body, PipelineInput):
+        body = await expand_recipe(svc, body, owner)
     data = body.model_dump(mode="json")
     if data.get("seed") is None:
         data["seed"] = secrets.randbelow(SEED_BOUND)
-    if any(str(data.get(field) or "").startswith("data:") for field in IMAGE_FIELDS):
+    if app.check is not None:  # checks that need the settings (e.g. a pipeline's fonts and sizes)
+        app.check(body, svc.settings)
+    if has_inline_inputs(data):
         data = await run_in_threadpool(stash_inline_inputs, svc, request_id, data)
     else:
         data = stash_inline_inputs(svc, request_id, data)

@@ -10,12 +10,16 @@ yet are documented without a picture, with a warning.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# benchmarks/queue.py is named like the stdlib's `queue`: keep this folder off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 import argparse
 import io
 import logging
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal, get_args, get_origin
 
 import annotated_types as at

@@ -46,7 +46,9 @@ CONTENT_TYPES = {
     "gif": "image/gif", "tiff": "image/tiff", "bmp": "image/bmp",
 }
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "gif": "gif", "tiff": "tiff", "bmp": "bmp"}
-PIL_NAMES = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "gif": "GIF", "tiff": "TIFF", "bmp": "BMP"}
+PIL_NAMES = {
+    "png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "gif": "GIF", "tiff": "TIFF", "bmp": "BMP", "avif": "AVIF",
+}
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "png"),
     (b"\xff\xd8\xff", "jpeg"),

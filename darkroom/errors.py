@@ -23,6 +23,18 @@ class InvalidInput(DarkroomError):
     code = "invalid_input"
 
 
+class OutputTooLarge(InvalidInput):
+    """The output cannot be encoded within the request's ``max_bytes``."""
+
+    code = "output_too_large"
+
+
+class ReadOnly(DarkroomError):
+    """A change to something Darkroom keeps fixed (e.g. a built-in recipe)."""
+
+    code = "read_only"
+
+
 class ImageTooLarge(InvalidInput):
     code = "image_too_large"
 

@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     storage_backend: Literal["s3", "local"] = Field("local", description="Where inputs and results live.")
     local_storage_dir: Path = Field(Path("data/objects"), description="Root directory of the local backend.")
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, moto); None = AWS.")
+    s3_public_endpoint_url: str | None = Field(
+        None,
+        description="Endpoint in the presigned URLs handed to clients, when they reach S3 at another address "
+        "than the service does (compose: `http://localhost:9000`); None: `s3_endpoint_url`.",
+    )
     s3_region: str = Field("us-east-1", description="S3 region.")
     s3_bucket: str = Field("darkroom", description="Bucket for inputs and results.")
     s3_access_key_id: str | None = Field(None, description="S3 access key id (None: boto3's default chain).")
@@ -106,6 +111,12 @@ class Settings(BaseSettings):
     max_input_bytes: int = Field(50 * 1024 * 1024, description="Largest accepted input file.")
     max_pixels: int = Field(50_000_000, description="Largest accepted width x height.")
     max_side_px: int = Field(16384, description="Largest accepted width or height.")
+    max_output_pixels: int = Field(
+        64_000_000, description="Largest width x height a pipeline step may make (inputs: max_pixels)."
+    )
+    fonts_dir: Path | None = Field(
+        None, description="Extra .ttf/.otf fonts for the pipeline's overlay step, named by file name."
+    )
     fetch_connect_timeout_s: float = Field(5.0, description="Connect timeout when fetching input URLs.")
     fetch_timeout_s: float = Field(30.0, description="Total timeout when fetching input URLs.")
     fetch_allow_hosts: Annotated[list[str], NoDecode] = Field(
@@ -207,7 +218,18 @@ class Settings(BaseSettings):
         description="Each worker process serves Prometheus metrics at `/metrics` on this port (0: off); "
         "workers sharing a host need distinct ports.",
     )
-    metrics_host: str = Field("0.0.0.0", description="Bind address of the workers' metrics server.")
+    metrics_host: str = Field(
+        "0.0.0.0", description="Bind address of the workers' metrics server; under `darkroom up` it "
+        "defaults to the API's `host` (loopback unless you open the API)."
+    )
+    worker_banner: bool = Field(
+        True, description="A worker prints Celery's start-up banner (`darkroom up` turns it off; the "
+        "worker logs one line instead)."
+    )
+    worker_root_warning: bool = Field(
+        True, description="Let Celery warn when a worker runs as root (`darkroom up` turns it off: there "
+        "root is the user's own choice, and workers accept only JSON messages)."
+    )
     api_metrics: bool = Field(
         True, description="Serve Prometheus metrics at `/metrics` on the API (no key needed, like /health)."
     )

@@ -79,3 +79,13 @@ def api_key(key_id: str) -> str:
 def rate_limit(key_id: str) -> str:
     """Token bucket of one API key (tokens, last refill time); expires once the bucket is full again."""
     return f"{PREFIX}:ratelimit:{key_id}"
+
+
+def recipe(owner: str, name: str) -> str:
+    """A hash of one owner's recipe: ``latest`` (its version) and ``v<N>`` (each version's JSON)."""
+    return f"{PREFIX}:recipe:{owner or '-'}:{name}"
+
+
+def recipe_index(owner: str) -> str:
+    """The set of one owner's recipe names."""
+    return f"{PREFIX}:recipes:{owner or '-'}"

@@ -6,6 +6,10 @@ full (``max_batch_size``), when its oldest item has waited ``max_wait_ms``, or a
 slot is still preparing a job (nothing more could join, so waiting would only add latency). Each item
 keeps its own outcome: when a batch raises, its items are re-run one by one so only the bad one
 fails; when the device runs out of memory, the batch is split in halves.
+
+A multi-step item (a pipeline) answers a batch with :class:`Requeue`: the batcher files it under its
+next step's key at once, on its own thread, so batch-mates that reach the same step together batch
+there again and intermediate images never leave the device between steps.
 """
 
 from __future__ import annotations
@@ -28,6 +32,13 @@ RunBatch = Callable[[Sequence[Any]], list[Any]]
 
 def is_out_of_memory(exc: BaseException) -> bool:
     return type(exc).__name__ in ("OutOfMemoryError", "MemoryError") or "out of memory" in str(exc)
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """A batch output meaning "not done: run this item again in a batch of ``key``"."""
+
+    key: Hashable
 
 
 @dataclass
@@ -125,8 +136,18 @@ class Batcher:
             except BaseException as exc:  # noqa: BLE001 - every failure is handed to its futures
                 self._recover(batch, exc)
                 return
-        for (_, fut), out in zip(batch, outputs, strict=True):
-            fut.set_result(out)
+        requeued = []
+        for (item, fut), out in zip(batch, outputs, strict=True):
+            if isinstance(out, Requeue):
+                requeued.append((out.key, item, fut))
+            else:
+                fut.set_result(out)
+        if requeued:
+            with self._cond:
+                now = time.monotonic()
+                for key, item, fut in requeued:
+                    self._groups.setdefault(key, _Group(now)).items.append((item, fut))
+                self._cond.notify()
 
     def _recover(self, batch: list[tuple[Any, Future]], exc: BaseException) -> None:
         if len(batch) == 1:

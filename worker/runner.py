@@ -99,8 +99,8 @@ def run_batch(ctx: WorkerContext, batch: list[Prepared]) -> list:
     with torch.inference_mode(), ctx.tracker.track(*(p.job.id for p in batch)):
         out = get_pipeline(batch[0].pipeline).run(ctx, batch)
     elapsed = time.perf_counter() - t0
-    for p in batch:
-        p.timings["run_s"] = elapsed
+    for p in batch:  # a multi-step item runs in several batches: its run time adds up
+        p.timings["run_s"] = p.timings.get("run_s", 0.0) + elapsed
     return out
 
 

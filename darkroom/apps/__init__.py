@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel
 
 from darkroom.apps.diffusion import DIFFUSION_INPUTS, DiffusionOutput
+from darkroom.apps.pipeline import PIPELINE, PipelineInput, PipelineOutput, check_static
 from darkroom.apps.post_processing import (
     SINGLE_EFFECT_INPUTS,
     ImageInputBase,
@@ -21,10 +24,11 @@ POST_PROCESSING = "fal-ai/post-processing"
 class AppSpec:
     app_id: str  # full id used to submit, e.g. fal-ai/post-processing/blur
     base_id: str  # owner/app: status, result and cancel live under it (docs/contract.md §3.1)
-    input_model: type[ImageInputBase]
+    input_model: type[ImageInputBase] | type[PipelineInput]
     output_model: type[BaseModel]
     pipeline: str  # which worker pipeline runs it
     summary: str
+    check: Callable[[Any, Any], None] | None = None  # (body, settings): checks that need the settings
 
 
 def _build_apps() -> dict[str, AppSpec]:
@@ -41,6 +45,11 @@ def _build_apps() -> dict[str, AppSpec]:
         )
     for app_id, (model, summary) in DIFFUSION_INPUTS.items():  # each its own base id: darkroom/upscale
         apps[app_id] = AppSpec(app_id, app_id, model, DiffusionOutput, "diffusion", summary)
+    apps[PIPELINE] = AppSpec(
+        PIPELINE, PIPELINE, PipelineInput, PipelineOutput, "pipeline",
+        "Run many steps in one request: resize, crop, pad, effects, composite, overlay, convert",
+        check_static,
+    )
     return apps
 
 

@@ -10,7 +10,9 @@
 
 ``AsyncClient`` has the same methods as coroutines. ``server`` defaults to ``$DARKROOM_SERVER`` (else
 http://127.0.0.1:8000) and ``key`` to ``$DARKROOM_API_KEY``; the key goes out as
-``Authorization: Key <key>``, only to the server itself. Failures raise ``DarkroomClientError``.
+``Authorization: Key <key>``, only to the server itself. Failures raise ``DarkroomClientError``
+(its kinds are in ``darkroom.client.errors``); arguments are checked against the app's input fields
+before they are sent (``darkroom.client.catalog``; ``strict=False`` turns that off).
 """
 
 from __future__ import annotations
@@ -23,13 +25,22 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from darkroom import __version__
-from darkroom.client.types import (
+from darkroom.client.catalog import Catalog, check, is_unknown_route, own_fields, unknown_app
+from darkroom.client.errors import (
     DarkroomClientError,
+    InvalidKey,
+    ServerUnreachable,
+    UnknownApp,
+    UnknownParameter,
+    WaitTimedOut,
+    check_key,
+)
+from darkroom.client.transport import GuardedAsyncClient, GuardedClient, origin
+from darkroom.client.types import (
     Image,
     LogAccumulator,
     Request,
@@ -39,7 +50,6 @@ from darkroom.client.types import (
     Status,
     SubmitHandle,
     Upload,
-    WaitTimedOut,
     cancel_outcome,
     raise_for_answer,
     request_url,
@@ -48,8 +58,9 @@ from darkroom.client.types import (
 )
 
 __all__ = [
-    "AsyncClient", "Client", "DarkroomClientError", "Image", "Request", "RequestLog", "Result",
-    "Status", "SubmitHandle", "Upload", "WaitTimedOut",
+    "AsyncClient", "Client", "DarkroomClientError", "Image", "InvalidKey", "Request", "RequestLog",
+    "Result", "ServerUnreachable", "Status", "SubmitHandle", "UnknownApp", "UnknownParameter", "Upload",
+    "WaitTimedOut",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,6 +69,7 @@ DEFAULT_SERVER = "http://127.0.0.1:8000"
 STREAM_READ_TIMEOUT_S = 60.0  # the server sends a keep-alive every 15 s by default
 OnUpdate = Callable[[Status], Any]
 Source = str | Path | bytes
+RECIPES = "/darkroom/recipes"
 
 
 def _server(server: str | None) -> str:
@@ -65,7 +77,9 @@ def _server(server: str | None) -> str:
 
 
 def _headers(key: str | None) -> dict[str, str]:
-    key = key if key is not None else os.environ.get("DARKROOM_API_KEY", "")
+    """The client's headers; InvalidKey (before anything is sent) for a key that is not ASCII."""
+    source = "the key argument" if key is not None else "$DARKROOM_API_KEY"
+    key = check_key(key if key is not None else os.environ.get("DARKROOM_API_KEY", ""), source)
     headers = {"User-Agent": f"darkroom-client/{__version__}"}
     if key:
         headers["Authorization"] = f"Key {key}"
@@ -77,11 +91,6 @@ def _file_part(source: Source, file_name: str | None) -> tuple[str, bytes]:
         return file_name or "upload", source
     path = Path(source)
     return file_name or path.name, path.read_bytes()
-
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme, parts.netloc.lower()
 
 
 def _flag(value: bool) -> str:
@@ -104,9 +113,36 @@ class _Progress:
 
 
 class _Base:
-    def __init__(self, server: str | None, key: str | None) -> None:
+    def __init__(self, server: str | None, key: str | None, strict: bool) -> None:
         self.server = _server(server)
         self.headers = _headers(key)
+        self.strict = strict
+        self.catalog: Catalog | None = None  # the server's apps, from /openapi.json (fetched when needed)
+        self.catalog_url = f"{self.server}/openapi.json"
+        self._catalog_asked = False
+
+    def _needs_catalog(self, app: str) -> bool:
+        """Checking a call to ``app`` needs the server's catalog: an app this client does not know."""
+        return self.strict and not self._catalog_asked and own_fields(app) is None
+
+    def _remember_catalog(self, resp: httpx.Response) -> None:
+        self._catalog_asked = True
+        self.catalog = Catalog.from_answer(resp)
+
+    def _vet(self, app: str, arguments: dict[str, Any] | None) -> None:
+        if self.strict:
+            check(app, arguments, self.catalog, self.server)
+
+    def input_fields(self, app: str) -> tuple[str, ...] | None:
+        """The input fields of ``app``: Darkroom's own apps always, others once ``check`` fetched the
+        server's catalog; None when unknown."""
+        fields = own_fields(app)
+        if fields is None and self.catalog is not None:
+            fields = self.catalog.apps.get(app.strip("/"))
+        return fields
+
+    def _unknown_app(self, app: str) -> UnknownApp:
+        return unknown_app(app, self.server, self.catalog, 404)
 
     def _submit_args(self, app: str, arguments: dict[str, Any], webhook_url: str | None) -> dict[str, Any]:
         return {
@@ -118,21 +154,25 @@ class _Base:
     def _download_request(self, http: httpx.Client | httpx.AsyncClient, url: str) -> httpx.Request:
         """A GET that carries the key only to the server itself (never to S3 or a CDN)."""
         request = http.build_request("GET", url)
-        if _origin(url) != _origin(self.server):
+        if origin(url) != origin(self.server):
             request.headers.pop("Authorization", None)
         return request
 
 
 class Client(_Base):
-    """Synchronous client; thread-safe, so one instance can serve a thread pool."""
+    """Synchronous client; thread-safe, so one instance can serve a thread pool.
+
+    ``strict`` (default): ``submit`` refuses input fields the app does not have (UnknownParameter,
+    with the closest known name) and apps the server does not serve (UnknownApp), before sending.
+    """
 
     def __init__(
         self, server: str | None = None, key: str | None = None, timeout_s: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.BaseTransport | None = None, strict: bool = True,
     ) -> None:
-        super().__init__(server, key)
-        self.http = httpx.Client(
-            headers=self.headers, timeout=timeout_s, transport=transport, follow_redirects=True
+        super().__init__(server, key, strict)
+        self.http = GuardedClient(
+            self.server, headers=self.headers, timeout=timeout_s, transport=transport, follow_redirects=True
         )
 
     def __enter__(self) -> Client:
@@ -144,27 +184,76 @@ class Client(_Base):
     def close(self) -> None:
         self.http.close()
 
+    def ping(self) -> None:
+        """Return once the server answers ``GET /health`` (with any status); ServerUnreachable if not."""
+        self.http.get(f"{self.server}/health")
+
+    def check(self, app: str, arguments: dict[str, Any] | None = None) -> None:
+        """Raise UnknownApp or UnknownParameter now if ``submit(app, arguments)`` would. Darkroom's own
+        apps are checked offline; others against the server's /openapi.json (fetched once)."""
+        if self._needs_catalog(app):
+            self._remember_catalog(self.http.get(self.catalog_url))
+        self._vet(app, arguments)
+
+    def _routed(self, resp: httpx.Response, app: str) -> httpx.Response:
+        """``resp``, unless no route served it: then the app is unknown (listing the server's apps)."""
+        if is_unknown_route(resp):
+            if not self._catalog_asked:
+                self._remember_catalog(self.http.get(self.catalog_url))
+            raise self._unknown_app(app)
+        return resp
+
     def submit(
         self, app: str, arguments: dict[str, Any], webhook_url: str | None = None
     ) -> SubmitHandle:
         """Queue a request; the handle holds its id and URLs."""
-        resp = self.http.post(**self._submit_args(app, arguments, webhook_url))
+        self.check(app, arguments)
+        resp = self._routed(self.http.post(**self._submit_args(app, arguments, webhook_url)), app)
         raise_for_answer(resp)
         return SubmitHandle.model_validate({**resp.json(), "app": app})
 
     def status(self, app: str, request_id: str, logs: bool = False) -> Status:
         url = request_url(self.server, app, request_id, "/status")
-        resp = self.http.get(url, params={"logs": _flag(logs)})
+        resp = self._routed(self.http.get(url, params={"logs": _flag(logs)}), app)
         raise_for_answer(resp)
         return status_from(resp.json())
 
     def result(self, app: str, request_id: str) -> Result:
         """The output of a finished request; a failed one raises with its error_type."""
-        return result_from(self.http.get(request_url(self.server, app, request_id)))
+        return result_from(self._routed(self.http.get(request_url(self.server, app, request_id)), app))
 
     def cancel(self, app: str, request_id: str) -> str:
         """CANCELLATION_REQUESTED, or ALREADY_COMPLETED; an unknown id raises (404)."""
-        return cancel_outcome(self.http.put(request_url(self.server, app, request_id, "/cancel")))
+        resp = self.http.put(request_url(self.server, app, request_id, "/cancel"))
+        return cancel_outcome(self._routed(resp, app), app, request_id)
+
+    # --- recipes (saved pipelines of the darkroom/pipeline app) -----------------------------------
+    def recipes(self) -> list[dict[str, Any]]:
+        """The built-in recipes and the caller's own (``GET /darkroom/recipes``)."""
+        resp = self.http.get(f"{self.server}{RECIPES}")
+        raise_for_answer(resp)
+        return resp.json()["recipes"]
+
+    def recipe(self, name: str, version: int | None = None) -> dict[str, Any]:
+        """One recipe: its latest version, or ``version``."""
+        params = {"version": version} if version else None
+        resp = self.http.get(f"{self.server}{RECIPES}/{name}", params=params)
+        raise_for_answer(resp)
+        return resp.json()
+
+    def save_recipe(self, name: str, steps: list[dict[str, Any]], output: dict[str, Any] | None = None,
+                    description: str = "") -> dict[str, Any]:
+        """Save ``steps`` (and an output block) as a new version of recipe ``name``; returns it."""
+        body: dict[str, Any] = {"description": description, "steps": steps}
+        if output is not None:
+            body["output"] = output
+        resp = self.http.put(f"{self.server}{RECIPES}/{name}", json=body)
+        raise_for_answer(resp)
+        return resp.json()
+
+    def delete_recipe(self, name: str) -> None:
+        """Delete a recipe and all its versions (built-ins cannot be deleted)."""
+        raise_for_answer(self.http.delete(f"{self.server}{RECIPES}/{name}"))
 
     def upload_file(self, source: Source, file_name: str | None = None) -> Upload:
         """Store an image (a path or bytes) on the server: ``POST /storage/upload``."""
@@ -189,7 +278,7 @@ class Client(_Base):
         with self.http.stream("GET", url, params={"logs": _flag(logs)}, timeout=timeout) as resp:
             if not resp.is_success:
                 resp.read()
-                raise_for_answer(resp)
+                raise_for_answer(self._routed(resp, app))
             parser, logs_so_far = SSEParser(), LogAccumulator()
             for line in resp.iter_lines():
                 event = parser.feed(line)
@@ -240,11 +329,11 @@ class AsyncClient(_Base):
 
     def __init__(
         self, server: str | None = None, key: str | None = None, timeout_s: float = 30.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None, strict: bool = True,
     ) -> None:
-        super().__init__(server, key)
-        self.http = httpx.AsyncClient(
-            headers=self.headers, timeout=timeout_s, transport=transport, follow_redirects=True
+        super().__init__(server, key, strict)
+        self.http = GuardedAsyncClient(
+            self.server, headers=self.headers, timeout=timeout_s, transport=transport, follow_redirects=True
         )
 
     async def __aenter__(self) -> AsyncClient:
@@ -256,24 +345,42 @@ class AsyncClient(_Base):
     async def aclose(self) -> None:
         await self.http.aclose()
 
+    async def ping(self) -> None:
+        await self.http.get(f"{self.server}/health")
+
+    async def check(self, app: str, arguments: dict[str, Any] | None = None) -> None:
+        if self._needs_catalog(app):
+            self._remember_catalog(await self.http.get(self.catalog_url))
+        self._vet(app, arguments)
+
+    async def _routed(self, resp: httpx.Response, app: str) -> httpx.Response:
+        if is_unknown_route(resp):
+            if not self._catalog_asked:
+                self._remember_catalog(await self.http.get(self.catalog_url))
+            raise self._unknown_app(app)
+        return resp
+
     async def submit(
         self, app: str, arguments: dict[str, Any], webhook_url: str | None = None
     ) -> SubmitHandle:
-        resp = await self.http.post(**self._submit_args(app, arguments, webhook_url))
+        await self.check(app, arguments)
+        resp = await self._routed(await self.http.post(**self._submit_args(app, arguments, webhook_url)), app)
         raise_for_answer(resp)
         return SubmitHandle.model_validate({**resp.json(), "app": app})
 
     async def status(self, app: str, request_id: str, logs: bool = False) -> Status:
         url = request_url(self.server, app, request_id, "/status")
-        resp = await self.http.get(url, params={"logs": _flag(logs)})
+        resp = await self._routed(await self.http.get(url, params={"logs": _flag(logs)}), app)
         raise_for_answer(resp)
         return status_from(resp.json())
 
     async def result(self, app: str, request_id: str) -> Result:
-        return result_from(await self.http.get(request_url(self.server, app, request_id)))
+        resp = await self.http.get(request_url(self.server, app, request_id))
+        return result_from(await self._routed(resp, app))
 
     async def cancel(self, app: str, request_id: str) -> str:
-        return cancel_outcome(await self.http.put(request_url(self.server, app, request_id, "/cancel")))
+        resp = await self.http.put(request_url(self.server, app, request_id, "/cancel"))
+        return cancel_outcome(await self._routed(resp, app), app, request_id)
 
     async def upload_file(self, source: Source, file_name: str | None = None) -> Upload:
         name, data = _file_part(source, file_name)
@@ -297,7 +404,7 @@ class AsyncClient(_Base):
         async with self.http.stream("GET", url, params={"logs": _flag(logs)}, timeout=timeout) as resp:
             if not resp.is_success:
                 await resp.aread()
-                raise_for_answer(resp)
+                raise_for_answer(await self._routed(resp, app))
             parser, logs_so_far = SSEParser(), LogAccumulator()
             async for line in resp.aiter_lines():
                 event = parser.feed(line)

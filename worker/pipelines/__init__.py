@@ -42,7 +42,11 @@ class Pipeline:
 
 
 PIPELINES: dict[str, Pipeline] = {}
-_MODULES = {"effects": "worker.pipelines.effects", "diffusion": "worker.pipelines.diffusion"}
+_MODULES = {
+    "effects": "worker.pipelines.effects",
+    "diffusion": "worker.pipelines.diffusion",
+    "pipeline": "worker.pipelines.pipeline",
+}
 
 
 def register_pipeline(pipeline: Pipeline) -> Pipeline:

@@ -1,0 +1,136 @@
+"""The darkroom/pipeline app end to end: submit -> worker (steps batched through the batcher) -> S3."""
+
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+
+import httpx
+import numpy as np
+import pytest
+import redis
+from PIL import Image
+
+from storage.jobs import JobStore
+from tests.support.harness import wait_for
+from tests.support.images import gradient, png_data_uri
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+APP = "darkroom/pipeline"
+
+
+def rgba_data_uri(rgba: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def run(client: httpx.Client, body: dict) -> tuple[dict, Image.Image]:
+    resp = client.post(f"/{APP}", json=body)
+    assert resp.status_code == 200, resp.text
+    sub = resp.json()
+
+    def finished():
+        status = client.get(sub["status_url"]).json()
+        return status if status["status"] == "COMPLETED" else None
+
+    status = wait_for(finished, timeout_s=60)
+    assert "error" not in status, status
+    result = client.get(sub["response_url"]).json()
+    image = result["images"][0]
+    data = httpx.get(image["url"], timeout=10).content
+    return result, Image.open(io.BytesIO(data))
+
+
+def test_four_steps_in_one_request(client):
+    body = {
+        "image_url": png_data_uri(gradient(400, 300)),
+        "steps": [
+            {"op": "resize", "width": 200},
+            {"op": "effects", "enable_grain": True, "grain_style": "kodak", "enable_vignette": True},
+            {"op": "pad", "aspect_ratio": "1:1", "color": "white"},
+            {"op": "crop", "aspect_ratio": "4:3"},
+        ],
+        "output": {"format": "webp", "quality": 80},
+    }
+    result, image = run(client, body)
+    assert image.format == "WEBP" and image.size == (200, 150)
+    assert result["images"][0]["content_type"] == "image/webp"
+    assert [s["op"] for s in result["metrics"]["steps"]] == ["resize", "effects", "pad", "crop"]
+    assert all(s["batch_size"] >= 1 and s["ms"] >= 0 for s in result["metrics"]["steps"])
+
+
+def test_transparent_padding_keeps_alpha(client):
+    body = {
+        "image_url": png_data_uri(gradient(64, 32)),
+        "steps": [{"op": "pad", "aspect_ratio": 1, "color": "transparent"}],
+    }
+    _, image = run(client, body)
+    assert image.mode == "RGBA" and image.size == (64, 64)
+    alpha = np.asarray(image)[..., 3]
+    assert alpha[0].max() == 0 and alpha[32].min() == 255
+
+
+def test_step_errors_name_the_step_and_field(client):
+    uri = png_data_uri(gradient(8, 8))
+    cases = [
+        ({"op": "resiz", "width": 3}, "steps"),
+        ({"op": "resize", "width": 3, "colour": "red"}, "colour"),
+        ({"op": "pad", "top": 2, "color": "blurple"}, "color"),
+        ({"op": "overlay", "text": "x", "font": "no-such-font"}, "font"),
+    ]
+    for step, field in cases:
+        steps = [{"op": "crop", "aspect_ratio": 1}, step]
+        resp = client.post(f"/{APP}", json={"image_url": uri, "steps": steps})
+        assert resp.status_code == 422, resp.text
+        assert field in resp.text and ("steps" in resp.text), resp.text
+
+
+def test_builtin_recipes_are_listed_and_read_only(client):
+    names = [r["name"] for r in client.get("/darkroom/recipes").json()["recipes"]]
+    assert {"web-optimise", "film-look", "square-product", "social-watermark"} <= set(names)
+    resp = client.put("/darkroom/recipes/film-look", json={"steps": [{"op": "crop", "aspect_ratio": 1}]})
+    assert resp.status_code == 409 and "built-in" in resp.json()["detail"]
+    assert client.delete("/darkroom/recipes/web-optimise").status_code == 409
+
+
+def test_saved_recipe_versions_and_expansion(client):
+    name = f"thumb-{uuid.uuid4().hex[:8]}"
+    v1 = {"description": "square thumbnail", "steps": [{"op": "crop", "aspect_ratio": "1:1"},
+                                                         {"op": "resize", "width": 64}]}
+    first = client.put(f"/darkroom/recipes/{name}", json=v1)
+    assert first.status_code == 200, first.text
+    assert first.json()["version"] == 1
+    v2 = {**v1, "output": {"format": "jpeg", "quality": 80}}
+    assert client.put(f"/darkroom/recipes/{name}", json=v2).json()["version"] == 2
+    assert client.get(f"/darkroom/recipes/{name}", params={"version": 1}).json()["output"]["format"] == "png"
+
+    body = {"image_url": png_data_uri(gradient(120, 80)), "recipe": name, "overrides": {"1": {"width": 40}}}
+    result, image = run(client, body)
+    assert image.format == "JPEG" and image.size == (40, 40)
+    assert [s["op"] for s in result["metrics"]["steps"]] == ["crop", "resize"]
+
+    bad = client.post(f"/{APP}", json={**body, "overrides": {"1": {"width": -4}}})
+    assert bad.status_code == 422 and "width" in bad.text and "steps" in bad.text
+    missing = client.post(f"/{APP}", json={**body, "recipe": "no-such-recipe"})
+    assert missing.status_code == 422 and "no-such-recipe" in missing.text
+    assert client.delete(f"/darkroom/recipes/{name}").json() == {"deleted": name}
+    assert client.get(f"/darkroom/recipes/{name}").status_code == 404
+
+
+def test_job_keeps_the_version_it_was_submitted_with(client, settings):
+    name = f"pin-{uuid.uuid4().hex[:8]}"
+    client.put(f"/darkroom/recipes/{name}", json={"steps": [{"op": "resize", "width": 32}]})
+    resp = client.post(f"/{APP}", json={"image_url": png_data_uri(gradient(64, 64)), "recipe": name})
+    assert resp.status_code == 200, resp.text
+    client.put(f"/darkroom/recipes/{name}", json={"steps": [{"op": "resize", "width": 16}]})
+    sub = resp.json()
+    store = JobStore(redis.Redis.from_url(settings.redis_url), retention_s=60)
+    stored = store.get(sub["request_id"]).input
+    assert stored["from_recipe"] == {"name": name, "version": 1}
+    assert stored["steps"][0]["width"] == 32
+    assert stored.get("recipe") is None
+    wait_for(lambda: client.get(sub["status_url"]).json()["status"] == "COMPLETED", timeout_s=60)
+    image = client.get(sub["response_url"]).json()["images"][0]
+    assert (image["width"], image["height"]) == (32, 32)
