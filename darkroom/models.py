@@ -26,21 +26,27 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 if TYPE_CHECKING:
     from darkroom.settings import Settings
 
-Kind = Literal["upscale", "refine"]
+Kind = Literal["upscale", "refine", "restore", "matte"]
 PipelineName = Literal[
-    "LDMSuperResolutionPipeline", "StableDiffusionUpscalePipeline", "StableDiffusionImg2ImgPipeline"
+    "LDMSuperResolutionPipeline", "StableDiffusionUpscalePipeline", "StableDiffusionImg2ImgPipeline",
+    "Swin2SRForImageSuperResolution", "onnx-segmentation",
 ]
-# diffusers pipeline class -> (app kind, takes a prompt)
+# how the model loads (a diffusers pipeline class, a transformers model class, or an ONNX graph)
+# -> (what it serves, takes a prompt)
 MODEL_PIPELINES: dict[str, tuple[Kind, bool]] = {
     "LDMSuperResolutionPipeline": ("upscale", False),
     "StableDiffusionUpscalePipeline": ("upscale", True),
     "StableDiffusionImg2ImgPipeline": ("refine", True),
+    "Swin2SRForImageSuperResolution": ("restore", False),  # the pipeline's restore step (transformers)
+    "onnx-segmentation": ("matte", False),  # the remove_background step (ONNX Runtime)
 }
+# the file whose presence says a model folder is complete enough to try, by how it loads
+MARKERS = {"Swin2SRForImageSuperResolution": "config.json", "onnx-segmentation": "model.onnx"}
 # What `models pull` fetches: configs, tokenizers and one full-precision copy of the weights (no
 # fp16/EMA duplicates, no safety checker: Darkroom does not load one, see worker/diffusion/loader.py).
 ALLOW_PATTERNS = ("model_index.json", "*/*.json", "*/*.txt", "*/*.safetensors")
 IGNORE_PATTERNS = ("safety_checker/*", "*.fp16.*", "*non_ema*", "*.ckpt")
-MARKER_FILE = "model_index.json"  # a model folder is complete enough to try when this is there
+MARKER_FILE = "model_index.json"  # a diffusers model folder is complete enough to try when this is there
 
 
 @dataclass(frozen=True)
@@ -69,13 +75,17 @@ class ModelSpec:
             return self.path
         return Path(models_dir) / str(self.repo).replace("/", "--")
 
+    @property
+    def marker(self) -> str:
+        return MARKERS.get(self.pipeline, MARKER_FILE)
+
     def is_present(self, models_dir: Path) -> bool:
-        return (self.local_dir(models_dir) / MARKER_FILE).is_file()
+        return (self.local_dir(models_dir) / self.marker).is_file()
 
     def pull_hint(self) -> str:
         if self.repo:
             return f"run `darkroom models pull {self.name}` where a network is available"
-        return f"put the diffusers model folder at {self.path}"
+        return f"put the model folder ({self.marker} and its weights) at {self.path}"
 
 
 DEFAULT_UPSCALE_MODEL = "CompVis/ldm-super-resolution-4x-openimages"

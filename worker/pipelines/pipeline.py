@@ -77,29 +77,29 @@ def run(ctx: WorkerContext, batch: list[PipelineJob]) -> list:
     t0 = time.perf_counter()
     h, w = batch[0].size()
     size = chunk_size(ctx, h * w, len(batch))
-    y = torch.cat([_run_step(ctx, batch[i : i + size]) for i in range(0, len(batch), size)])
+    images: list[torch.Tensor] = []  # per item, views of their chunk's output: no batch-sized copy
+    for i in range(0, len(batch), size):
+        y = _run_step(ctx, batch[i : i + size])
+        images.extend(y[j : j + 1] for j in range(y.shape[0]))
     steps = [p.steps[p.index] for p in batch]
     ms = round((time.perf_counter() - t0) * 1000, 3)
     out: list = []
     for i, p in enumerate(batch):
         p.step_log.append({"op": steps[i].op, "ms": ms, "batch_size": len(batch)})
-        p.tensor, p.index = y[i : i + 1], p.index + 1
+        p.tensor, p.index = images[i], p.index + 1
         if p.index < len(p.steps):
             p.key = p.next_key()
             out.append(Requeue(p.batch_key))
-        else:
-            out.append(None)
-    done = [i for i, p in enumerate(batch) if out[i] is None]
-    if done:
-        arrays = imaging.from_rgba_tensor(torch.cat([batch[i].tensor for i in done]))
-        for i, pair in zip(done, arrays, strict=True):
-            batch[i].tensor = None  # the device memory goes with the batch
-            out[i] = pair
+        else:  # done: to uint8 arrays, and the device memory goes with the batch
+            (out_pair,) = imaging.from_rgba_tensor(p.tensor)
+            p.tensor = None
+            out.append(out_pair)
     return out
 
 
 def _run_step(ctx: WorkerContext, chunk: list[PipelineJob]) -> torch.Tensor:
-    x = torch.cat([_image(ctx, p) for p in chunk])
+    parts = [_image(ctx, p) for p in chunk]
+    x = parts[0] if len(parts) == 1 else torch.cat(parts)
     steps = [p.steps[p.index] for p in chunk]
     seeds = [(p.job.seed + p.index) % MAX_SEED for p in chunk]
     step_batch = StepBatch(steps, ctx.device, seeds, [p.refs for p in chunk], ctx.settings)

@@ -30,6 +30,7 @@ from darkroom.apps.pipeline.base import OPERATORS, Operator, Size, StepError
 from darkroom.apps.post_processing import MAX_SEED, ProcessedOutput, check_image_url, is_trusted
 from darkroom.errors import InvalidInput
 from darkroom.fonts import available_fonts, font_key
+from darkroom.models import get_model
 
 PIPELINE = "darkroom/pipeline"
 MAX_STEPS = 16
@@ -237,6 +238,20 @@ def check_fonts(steps: list[Operator], fonts_dir: str | None) -> None:
             raise InvalidInput(f"steps.{i}.{step.op}.font: unknown font {name!r}; available: {known}")
 
 
+def check_models(steps: list[Operator], settings: Any) -> None:
+    """Every model a step names must be registered and on disk (workers never download)."""
+    for i, step in enumerate(steps):
+        for name in step.model_names():
+            spec = get_model(name)
+            if spec is None:
+                where = f"steps.{i}.{step.op}.model"
+                raise InvalidInput(f"{where}: unknown model {name!r}; see `darkroom models list`")
+            if not spec.is_present(settings.models_dir):
+                raise InvalidInput(
+                    f"steps.{i}.{step.op}.model: {name} is not on this server; {spec.pull_hint()}"
+                )
+
+
 def _pillow_writes_avif() -> bool:
     from PIL import features  # the API has Pillow; the client, which imports this module, may not
 
@@ -250,6 +265,7 @@ def check_static(body: PipelineInput, settings: Any) -> None:
     if body.output.format == "avif" and not _pillow_writes_avif():
         raise InvalidInput("output.format: this server's Pillow cannot write AVIF; choose webp, jpeg or png")
     check_fonts(steps, getattr(settings, "fonts_dir", None))
+    check_models(steps, settings)
     limit = settings.max_output_pixels
     for i, step in enumerate(steps):
         w, h = (getattr(step, "width", None), getattr(step, "height", None))

@@ -53,6 +53,11 @@ class Operator(BaseModel):
         """Names of the reference images (``images``) this step reads."""
         return []
 
+    def model_names(self) -> list[str]:
+        """Names (in darkroom.models' registry) of the models this step runs; the API refuses the
+        request when one is not on disk, naming the pull command."""
+        return []
+
     def batch_key(self) -> tuple:
         return (self.op, *(_hashable(getattr(self, f)) for f in self.key_fields))
 
