@@ -134,3 +134,35 @@ def test_job_keeps_the_version_it_was_submitted_with(client, settings):
     wait_for(lambda: client.get(sub["status_url"]).json()["status"] == "COMPLETED", timeout_s=60)
     image = client.get(sub["response_url"]).json()["images"][0]
     assert (image["width"], image["height"]) == (32, 32)
+
+
+def test_sync_run_and_idempotency_work_for_pipelines(client):
+    body = {
+        "image_url": png_data_uri(gradient(48, 32)),
+        "steps": [{"op": "crop", "aspect_ratio": 1}, {"op": "resize", "width": 16}],
+        "output": {"format": "png"},
+        "sync_mode": True,
+    }
+    resp = client.post(f"/run/{APP}", json=body, timeout=60)
+    assert resp.status_code == 200, resp.text
+    image = resp.json()["images"][0]
+    assert image["url"].startswith("data:image/png;base64,") and (image["width"], image["height"]) == (16, 16)
+
+    key = {"Idempotency-Key": f"pipe-{uuid.uuid4()}"}
+    first = client.post(f"/{APP}", json=body, headers=key)
+    again = client.post(f"/{APP}", json=body, headers=key)
+    assert first.status_code == again.status_code == 200
+    assert first.json()["request_id"] == again.json()["request_id"]
+
+
+def test_max_bytes_that_cannot_be_met_fails_the_job_with_output_too_large(client):
+    noise = np.random.default_rng(1).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    body = {"image_url": png_data_uri(noise), "steps": [{"op": "pad", "top": 1}],
+            "output": {"format": "jpeg", "quality": 90, "max_bytes": 1024}}
+    resp = client.post(f"/{APP}", json=body)
+    assert resp.status_code == 200, resp.text
+    sub = resp.json()
+    status = wait_for(lambda: (s := client.get(sub["status_url"]).json())["status"] == "COMPLETED" and s)
+    assert status.get("error_type") == "output_too_large", status
+    result = client.get(sub["response_url"])
+    assert result.status_code == 422 and "max_bytes" in result.json()["detail"]
