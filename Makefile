@@ -66,7 +66,7 @@ GPU_WHEELS_DIR ?= .gpu-wheels
 GPU_SITE ?= .gpu-site
 GPU_CHECK_ARGS ?=
 GPU_WHEEL_PKGS := diffusers pydantic pydantic-core annotated-types typing-inspection typing-extensions \
-	requests urllib3 idna charset-normalizer certifi
+	requests urllib3 idna charset-normalizer certifi onnxruntime onnx protobuf flatbuffers ml-dtypes
 
 gpu-wheels: $(VENV)/.installed  ## download the wheels gpu-check needs on a CUDA machine into .gpu-wheels/
 	rm -rf $(GPU_WHEELS_DIR) && mkdir -p $(GPU_WHEELS_DIR)
@@ -74,7 +74,8 @@ gpu-wheels: $(VENV)/.installed  ## download the wheels gpu-check needs on a CUDA
 		$(GPU_WHEEL_PKGS) > $(GPU_WHEELS_DIR)/requirements.txt
 	$(BIN)/python -m pip download --quiet --disable-pip-version-check --only-binary=:all: --no-deps \
 		--python-version $(GPU_PY_VERSION) --implementation cp \
-		--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_27_x86_64 \
+		--platform manylinux_2_28_x86_64 \
 		-d $(GPU_WHEELS_DIR) -r $(GPU_WHEELS_DIR)/requirements.txt
 	@du -ch $(GPU_WHEELS_DIR)/*.whl | tail -1 | sed 's|total|in $(GPU_WHEELS_DIR)/|'
 

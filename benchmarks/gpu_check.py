@@ -15,6 +15,12 @@ Sections (each a function yielding rows; a new one, e.g. video or codecs, is one
              TOLERANCE. Effects that draw noise (grain, dissolve) seed a torch.Generator on the tensor's
              device, and CUDA's generator is another stream than the CPU's: when their outputs differ the
              row says "RNG differs" and compares the noise's statistics instead (FAIL if those differ).
+  pipeline   the darkroom/pipeline app's four-step pipeline (resize -> effects -> pad -> overlay) on
+             device tensors, batch 1 and 8; each geometry and compositing kernel's CUDA output against
+             the CPU's (max |difference| against TOLERANCE).
+  models     the pipeline's model steps with the test suite's tiny models: restore (Swin2SR through
+             transformers) and remove_background (an ONNX net through ONNX Runtime; the provider the
+             device's onnxruntime has), batch 1 and 8 at 256², and CUDA vs CPU.
   diffusion  the test suite's tiny random models (tests/support/diffusion_models.py), saved with
              save_pretrained and loaded through the worker's loader (fp16 on CUDA), refine and both
              upscalers at batch 1/4/8: images/s, ms per batch, peak device memory (weights included).
@@ -326,9 +332,129 @@ def diffusion_rows(ctx: Context) -> Iterator[Row]:
                 del x, run
 
 
+# ---- section: pipeline steps ------------------------------------------------------------------------
+
+PIPELINE_STEPS = [  # benchmarks/pipeline.py's four steps
+    {"op": "resize", "width": 1024},
+    {"op": "effects", "enable_grain": True, "grain_style": "kodak", "enable_vignette": True,
+     "enable_color_correction": True, "temperature": 10, "contrast": 8},
+    {"op": "pad", "aspect_ratio": "1:1", "color": "white"},
+    {"op": "overlay", "text": "© Darkroom", "size_percent": 4, "opacity": 0.6},
+]
+AGREEMENT_STEPS = [  # (label, step): kernels whose CUDA output should match the CPU's
+    ("resize area 2x down", {"op": "resize", "scale": 0.5, "filter": "area"}),
+    ("resize bicubic up", {"op": "resize", "scale": 1.7, "filter": "bicubic"}),
+    ("resize lanczos down", {"op": "resize", "width": 150, "filter": "lanczos"}),
+    ("crop 16:9", {"op": "crop", "aspect_ratio": "16:9"}),
+    ("pad 1:1", {"op": "pad", "aspect_ratio": 1, "color": "#ffffff80"}),
+    ("composite gradient + shadow", {"op": "composite", "gradient": {"start": "#fff", "end": "#223"},
+                                     "scale": 0.8, "shadow": {"blur": 6}}),
+    ("overlay text tiled", {"op": "overlay", "text": "Darkroom", "size": 18, "tiled": True, "opacity": 0.5}),
+]
+
+
+def run_steps(steps: list, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Every step's kernel in turn on the batch ``x`` (B, 4, H, W), as the worker's pipeline runs them."""
+    from worker.operators import StepBatch, get_kernel
+
+    batch = x.shape[0]
+    for i, step in enumerate(steps):
+        x = get_kernel(step.op).fn(x, StepBatch([step] * batch, device, [i] * batch, [{}] * batch))
+    return x
+
+
+def rgba(size: int, batch: int, device: torch.device, seed: int = 0) -> torch.Tensor:
+    x = images(size, batch, device, seed)
+    return torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+
+
+def pipeline_rows(ctx: Context) -> Iterator[Row]:
+    from darkroom.apps.pipeline import STEP_ADAPTER
+
+    size = 2 * ctx.sizes.chain  # 2048² in, halved by the resize (benchmarks/pipeline.py's case)
+    raw = [{**s, "width": size // 2} if s["op"] == "resize" else s for s in PIPELINE_STEPS]
+    steps = [STEP_ADAPTER.validate_python(s) for s in raw]
+    for batch in ctx.sizes.chain_batches[:2]:
+        reset_peak(ctx)
+        x = rgba(size, batch, ctx.device)
+
+        def run(x=x) -> torch.Tensor:
+            return run_steps(steps, x, ctx.device)
+
+        yield throughput_row(f"pipeline resize→effects→pad→overlay, {size}² in, batch {batch}", run, batch,
+                             ctx, ctx.sizes.repeat)
+        del x, run
+    x_cpu = rgba(ctx.sizes.agreement, 2, torch.device("cpu"), seed=7)
+    for label, raw in AGREEMENT_STEPS:
+        step = STEP_ADAPTER.validate_python(raw)
+        with torch.inference_mode(), tf32_off():
+            a = run_steps([step], x_cpu, torch.device("cpu"))
+            b = run_steps([step], x_cpu.to(ctx.device), ctx.device).cpu()
+        diff = (a - b).abs().max().item()
+        yield Row(f"step {label}: CUDA vs CPU", max_diff=f"{diff:.1e}",
+                  status="PASS" if diff <= TOLERANCE else "FAIL")
+
+
+# ---- section: model steps ---------------------------------------------------------------------------
+
+
+def model_step_rows(ctx: Context) -> Iterator[Row]:
+    """The pipeline's restore (tiny Swin2SR, transformers) and remove_background (tiny ONNX net,
+    ONNX Runtime) steps through their kernels and loaders: images/s at 256², and CUDA vs CPU."""
+    from types import SimpleNamespace
+
+    from darkroom.apps.pipeline import STEP_ADAPTER
+    from darkroom.models import ModelSpec, register_model
+    from tests.support.tiny_restore import register_tiny_restore
+
+    with tempfile.TemporaryDirectory(prefix="darkroom-gpu-models-") as tmp:
+        settings = SimpleNamespace(models_dir=Path(tmp), model_cache_mb=100_000, torch_threads=0,
+                                   fonts_dir=None)
+        register_tiny_restore(Path(tmp) / "tiny-restore", "gpu-check-restore", upsampler="")
+        cases = [("restore (tiny Swin2SR)", {"op": "restore", "model": "gpu-check-restore", "tile_px": 128})]
+        try:
+            from tests.support.tiny_matting import build_tiny_matting
+
+            build_tiny_matting(Path(tmp) / "tiny-matte")
+            register_model(ModelSpec("gpu-check-matte", "onnx-segmentation", path=Path(tmp) / "tiny-matte"))
+            cases.append(("remove_background (tiny ONNX)",
+                          {"op": "remove_background", "model": "gpu-check-matte", "refine_edges": True}))
+        except ImportError as exc:
+            yield Row("remove_background (tiny ONNX)", status="SKIP", note=import_hint(exc))
+        for label, raw in cases:
+            step = STEP_ADAPTER.validate_python(raw)
+            for batch in (1, 8):
+                reset_peak(ctx)
+                x = rgba(256, batch, ctx.device)
+
+                def run(x=x, step=step, batch=batch) -> torch.Tensor:
+                    from worker.operators import StepBatch, get_kernel
+
+                    sb = StepBatch([step] * batch, ctx.device, [0] * batch, [{}] * batch, settings)
+                    return get_kernel(step.op).fn(x, sb)
+
+                yield throughput_row(f"{label}, 256², batch {batch}", run, batch, ctx,
+                                     ctx.sizes.diffusion_repeat)
+                del x, run
+            x_cpu = rgba(64, 2, torch.device("cpu"), seed=3)
+            with torch.inference_mode(), tf32_off():
+                from worker.operators import StepBatch, get_kernel
+
+                kernel = get_kernel(step.op).fn
+                a = kernel(x_cpu, StepBatch([step] * 2, torch.device("cpu"), [0, 1], [{}, {}], settings))
+                dev = StepBatch([step] * 2, ctx.device, [0, 1], [{}, {}], settings)
+                b = kernel(x_cpu.to(ctx.device), dev)
+            diff = (a - b.cpu()).abs().max().item()
+            tol = 1e-2 if ctx.cuda else TOLERANCE  # fp16 weights on CUDA
+            yield Row(f"{label}: CUDA vs CPU (64², batch 2)", max_diff=f"{diff:.1e}",
+                      status="PASS" if diff <= tol else "FAIL", note=f"tolerance {tol:g}")
+
+
 SECTIONS: list[tuple[str, Callable[[Context], Iterator[Row]]]] = [
     ("chain", chain_rows),
     ("agreement", agreement_rows),
+    ("pipeline", pipeline_rows),
+    ("models", model_step_rows),
     ("diffusion", diffusion_rows),
 ]
 

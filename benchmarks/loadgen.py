@@ -11,7 +11,8 @@ Two modes, each over ``--clients`` keep-alive connections:
   request's latency counts from when it was due, so a stalled server is not hidden by clients that
   stop sending (no coordinated omission).
 
-Prints one JSON object: n, seconds, rate, errors, latency percentiles in ms.
+Prints one JSON object: n, seconds, rate, errors, latency percentiles in ms. In the open loop the
+seconds (and so the achieved rate) run from when the first request was due to the last answer.
 """
 
 from __future__ import annotations
@@ -84,7 +85,9 @@ async def run(url: str, body: bytes, n: int, clients: int, rate: float) -> dict:
             schedules.append([0.0] * per_client)
     lat: list[float] = []
     errors: list[int] = []
-    started = time.perf_counter()
+    # open loop: the clock starts when the first request is due, not during the 50 ms lead before it
+    # (counted in, that lead alone would take 2.5% off the achieved rate of a 2-second run)
+    started = t0 if rate > 0 else time.perf_counter()
     pairs = zip(conns, schedules, strict=True)
     await asyncio.gather(*(client(conn, request, s, lat, errors) for conn, s in pairs))
     seconds = time.perf_counter() - started

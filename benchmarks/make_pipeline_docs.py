@@ -66,7 +66,7 @@ log = logging.getLogger("make_pipeline_docs")
 DOC = ROOT / "docs" / "pipelines.md"
 IMG_DIR = ROOT / "docs" / "img" / "pipelines"
 IMG_LINK = "img/pipelines"  # the pictures' folder as the page links it
-MARKER = re.compile(r"<!-- pipelines:(?P<name>[a-z0-9-]+):start -->\n.*?<!-- pipelines:(?P=name):end -->",
+MARKER = re.compile(r"<!-- pipelines:(?P<name>[a-z0-9_-]+):start -->\n.*?<!-- pipelines:(?P=name):end -->",
                     re.DOTALL)
 
 # ---- the examples -----------------------------------------------------------------------------------

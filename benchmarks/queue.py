@@ -1,7 +1,9 @@
-"""Queue benchmarks (issue 3/6): end-to-end throughput and latency, batching, scaling, API submits.
+"""Queue benchmarks (issues 3/6 and 6/6): throughput and latency end to end, the workers alone on a
+pre-filled queue, Celery's own cost per message, batching, scaling, API submits.
 
-Starts its own redis-server, an API process and worker processes (local-disk storage unless --s3),
-and prints a markdown table with each target and PASS/MISS. Run: `python benchmarks/queue.py`.
+Starts its own redis-server, an API process and worker processes (local-disk storage unless the case
+says S3), and prints a markdown table: each row's target and PASS or MISS, or "report" for a row that
+only reports a figure. Run: `python benchmarks/queue.py` (`--quick` for a smoke run with few jobs).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from benchmarks._services import stack
+from benchmarks._celery_baseline import RESULT_KEY, fill
+from benchmarks._services import ROOT, stack
 from darkroom.cli.embedded import free_port
 
 log = logging.getLogger("bench.queue")
@@ -118,6 +121,43 @@ def bench_small(st, n: int) -> dict:
     return {"jobs_s": throughput(jobs), "p50_ms": statistics.median(lat), "p99_ms": pct(lat, 0.99)}
 
 
+def bench_overhead(st, n: int, warm: int = 20) -> dict:
+    """Darkroom's 64² jobs and a no-op Celery task, each drained by one worker from a pre-filled
+    queue, on the same Redis with the same broker settings, pool and job slots."""
+    body = {"image_url": data_uri(64), "enable_solarize": True}
+    return {"darkroom": drain_rate(st, body, warm, n, 1, 16), "celery": celery_drain_rate(st, warm, n)}
+
+
+def celery_drain_rate(st, warm: int, n: int, timeout_s: float = 300) -> float:
+    """Tasks/s of the no-op baseline (benchmarks/_celery_baseline.py), counted like :func:`drain_rate`:
+    ``warm`` + ``n`` messages queued first, then one worker starts; from the first measured task to the
+    last."""
+    client = st.store.r
+    labels = [f"warm-{i}" for i in range(warm)] + [f"m-{i}" for i in range(n)]
+    client.delete(RESULT_KEY)
+    fill(client, labels)
+    cmd = [sys.executable, "-m", "benchmarks._celery_baseline", "--expect", str(len(labels))]
+    errors = st.data / "celery-baseline.log"
+    with errors.open("w") as err:
+        proc = subprocess.Popen(cmd, env=st.env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + timeout_s
+        # the last task writes the times, then its message is acked: wait for both
+        while client.get(RESULT_KEY) is None or client.hlen("unacked"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = errors.read_text()[-2000:]
+                raise RuntimeError(f"the no-op Celery worker did not drain its queue: {tail}")
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    times = [t for label, t in json.loads(client.get(RESULT_KEY)) if label.startswith("m-")]
+    return n / (max(times) - min(times))
+
+
 def bench_batching(st, n: int) -> dict:
     body = {"image_url": data_uri(256), "enable_color_correction": True, "brightness": 10,
             "enable_blur": True, "enable_vignette": True}
@@ -183,80 +223,128 @@ def moto_server() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("moto server did not start")
 
 
-def row(name: str, value: str, target: str, ok: bool) -> str:
-    return f"| {name} | {value} | {target} | {'PASS' if ok else 'MISS'} |"
+def row(name: str, value: str, target: str, ok: bool | None) -> str:
+    """A table row; ``ok`` None: the row has no target and only reports ``value``."""
+    verdict = "report" if ok is None else "PASS" if ok else "MISS"
+    return f"| {name} | {value} | {target} | {verdict} |"
+
+
+def case_small(k: float, args: argparse.Namespace) -> list[str]:
+    with stack() as st:
+        st.start_api()
+        log.info("small jobs, local storage ...")
+        r = bench_small(st, int(1000 * k))
+    return [
+        row("64² solarize, 1 worker, local: jobs/s end to end", f"{r['jobs_s']:.0f}", "≥ 150",
+            r["jobs_s"] >= 150),
+        row("idle submit→COMPLETED p50 / p99 ms", f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}", "p50 ≤ 30",
+            r["p50_ms"] <= 30),
+    ]
+
+
+def case_overhead(k: float, args: argparse.Namespace) -> list[str]:
+    with stack() as st:
+        st.start_api()
+        log.info("queue overhead: 64² jobs vs no-op Celery tasks, queue filled first ...")
+        r = bench_overhead(st, int(1000 * k))
+    ratio = r["darkroom"] / r["celery"]
+    return [
+        row("64² jobs/s vs no-op Celery baseline (1 worker alone, queue filled first)",
+            f"{r['darkroom']:.0f} vs {r['celery']:.0f} tasks/s = {ratio:.2f}×", "≥ 0.8× baseline",
+            ratio >= 0.8),
+    ]
+
+
+def case_s3(k: float, args: argparse.Namespace) -> list[str]:
+    moto, endpoint = moto_server()
+    try:
+        with stack(storage_backend="s3", s3_endpoint_url=endpoint, s3_create_bucket=True,
+                   s3_access_key_id="bench", s3_secret_access_key="bench") as st:
+            st.start_api()
+            log.info("small jobs, S3 (moto) ...")
+            r = bench_small(st, int(600 * k))
+    finally:
+        moto.terminate()
+    return [
+        row("64² solarize, 1 worker, S3 (moto): jobs/s end to end", f"{r['jobs_s']:.0f}", "—", None),
+        row("S3 idle submit→COMPLETED p50 ms", f"{r['p50_ms']:.1f}", "—", None),
+    ]
+
+
+def case_batching(k: float, args: argparse.Namespace) -> list[str]:
+    with stack() as st:
+        st.start_api()
+        log.info("batching ...")
+        r = bench_batching(st, int(400 * k))
+    gain, drained = r[16] / r[1], r["drain_16"] / r["drain_1"]
+    return [
+        row("256² 3 effects, 1 worker, batch 16: jobs/s end to end / alone",
+            f"{r[16]:.0f} / {r['drain_16']:.0f}", "—", None),
+        row("256² 3 effects, batch 16 vs 1: jobs/s end to end",
+            f"{r[16]:.0f} vs {r[1]:.0f} = {gain:.2f}× (mean batch {r['mean_batch_16']:.1f})",
+            "≥ 1.5×", gain >= 1.5),
+        row("  same, worker alone (queue filled first)",
+            f"{r['drain_16']:.0f} vs {r['drain_1']:.0f} = {drained:.2f}×", "≥ 1.5×", drained >= 1.5),
+    ]
+
+
+def case_scaling(k: float, args: argparse.Namespace) -> list[str]:
+    with stack() as st:
+        st.start_api()
+        log.info("scaling ...")
+        r = bench_scaling(st, max(8, int(40 * k)))
+    gain, drained = r[2] / r[1], r["drain_2"] / r["drain_1"]
+    ref = args.ref_1024_images_s
+    return [
+        row("1024² full chain, 1 worker (1 thread): images/s end to end / alone",
+            f"{r[1]:.2f} / {r['drain_1']:.2f}",
+            f"baseline commit: {ref:.2f} alone" if ref else "baseline commit: to fill in", None),
+        row("1024² full chain, 2 vs 1 workers (1 thread each), end to end",
+            f"{r[2]:.2f} vs {r[1]:.2f} jobs/s = {gain:.2f}×", "—", None),
+        row("  same, workers alone (queue filled first)",
+            f"{r['drain_2']:.2f} vs {r['drain_1']:.2f} jobs/s = {drained:.2f}×", "≥ 1.9×", drained >= 1.9),
+    ]
+
+
+def case_api(k: float, args: argparse.Namespace) -> list[str]:
+    with stack() as st:
+        st.start_api()
+        log.info("API submits ...")
+        r = bench_api(st, int(8000 * k))
+    c, o = r["closed"], r["open"]
+    return [
+        row("API submits/s, 50 clients, closed loop", f"{c['rate']:.0f}", "≥ 3000", c["rate"] >= 3000),
+        row("  closed loop p50 / p99 ms", f"{c['p50_ms']:.1f} / {c['p99_ms']:.1f}", "—", None),
+        row("API open loop, 800/s due over 50 clients: achieved/s, p50 / p99 ms",
+            f"achieved {o['rate']:.0f}/s, p50 {o['p50_ms']:.1f} / p99 {o['p99_ms']:.1f} ms",
+            "achieved ≥ 780/s and p99 ≤ 10 ms", o["rate"] >= 780 and o["p99_ms"] <= 10),
+    ]
+
+
+CASES = {"small": case_small, "overhead": case_overhead, "s3": case_s3, "batching": case_batching,
+         "scaling": case_scaling, "api": case_api}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small job counts (a smoke run)")
-    parser.add_argument("--skip", default="", help="comma list of: small,s3,batching,scaling,api")
+    parser.add_argument("--skip", default="", help=f"comma list of cases to leave out: {','.join(CASES)}")
+    parser.add_argument("--ref-1024-images-s", type=float, default=None, metavar="IMAGES_S",
+                        help="1024² full chain, 1 worker alone, images/s at the baseline commit: shown "
+                        "beside this run's figure")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    skip = set(args.skip.split(","))
+    skip = set(filter(None, args.skip.split(",")))
+    if skip - set(CASES):
+        parser.error(f"unknown cases in --skip: {','.join(sorted(skip - set(CASES)))}")
     k = 0.2 if args.quick else 1.0
     rows = ["| case | measured | target | |", "|---|---|---|---|"]
-    if "small" not in skip:
-        with stack() as st:
-            st.start_api()
-            log.info("small jobs, local storage ...")
-            r = bench_small(st, int(1000 * k))
-        rows.append(row("64² solarize, 1 worker, local: jobs/s", f"{r['jobs_s']:.0f}", "≥ 150",
-                        r["jobs_s"] >= 150))
-        rows.append(row("idle submit→COMPLETED p50 / p99 ms", f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}",
-                        "p50 ≤ 30", r["p50_ms"] <= 30))
-    if "s3" not in skip:
-        moto, endpoint = moto_server()
-        try:
-            with stack(storage_backend="s3", s3_endpoint_url=endpoint, s3_create_bucket=True,
-                       s3_access_key_id="bench", s3_secret_access_key="bench") as st:
-                st.start_api()
-                log.info("small jobs, S3 (moto) ...")
-                r = bench_small(st, int(600 * k))
-            rows.append(row("64² solarize, 1 worker, S3 (moto): jobs/s", f"{r['jobs_s']:.0f}",
-                            "(report)", True))
-            rows.append(row("S3 idle submit→COMPLETED p50 ms", f"{r['p50_ms']:.1f}", "(report)", True))
-        finally:
-            moto.terminate()
-    if "batching" not in skip:
-        with stack() as st:
-            st.start_api()
-            log.info("batching ...")
-            r = bench_batching(st, int(400 * k))
-        gain = r[16] / r[1]
-        rows.append(row("256² 3 effects, batch 16 vs 1: jobs/s end to end",
-                        f"{r[16]:.0f} vs {r[1]:.0f} = {gain:.2f}× (mean batch {r['mean_batch_16']:.1f})",
-                        "≥ 1.5×", gain >= 1.5))
-        drained = r["drain_16"] / r["drain_1"]
-        rows.append(row("  same, worker alone (queue filled first)",
-                        f"{r['drain_16']:.0f} vs {r['drain_1']:.0f} = {drained:.2f}×", "≥ 1.5×",
-                        drained >= 1.5))
-    if "scaling" not in skip:
-        with stack() as st:
-            st.start_api()
-            log.info("scaling ...")
-            r = bench_scaling(st, max(8, int(40 * k)))
-        gain = r[2] / r[1]
-        rows.append(row("1024² full chain, 2 vs 1 workers (1 thread each), end to end",
-                        f"{r[2]:.2f} vs {r[1]:.2f} jobs/s = {gain:.2f}×", "(report)", True))
-        drained = r["drain_2"] / r["drain_1"]
-        rows.append(row("  same, workers alone (queue filled first)",
-                        f"{r['drain_2']:.2f} vs {r['drain_1']:.2f} jobs/s = {drained:.2f}×", "≥ 1.6×",
-                        drained >= 1.6))
-    if "api" not in skip:
-        with stack() as st:
-            st.start_api()
-            log.info("API submits ...")
-            r = bench_api(st, int(8000 * k))
-        c, o = r["closed"], r["open"]
-        rows.append(row("API submits/s, 50 clients, closed loop", f"{c['rate']:.0f}", "≥ 800",
-                        c["rate"] >= 800))
-        rows.append(row("  closed loop p50 / p99 ms", f"{c['p50_ms']:.1f} / {c['p99_ms']:.1f}",
-                        "(report)", True))
-        rows.append(row("API at 800/s due, 50 clients: achieved/s, p50 / p99 ms",
-                        f"{o['rate']:.0f}, {o['p50_ms']:.1f} / {o['p99_ms']:.1f}", "p99 ≤ 25",
-                        o["p99_ms"] <= 25 and o["rate"] >= 780))
+    for name, case in CASES.items():
+        if name not in skip:
+            rows += case(k, args)
     print("\n".join(rows))
 
 

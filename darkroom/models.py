@@ -57,6 +57,8 @@ class ModelSpec:
     path: Path | None = None  # or a local folder (never pulled)
     description: str = ""
     allow_patterns: tuple[str, ...] = ALLOW_PATTERNS
+    url: str | None = None  # or one file published at a URL (pulled as the marker file), with its md5
+    md5: str | None = None
 
     @property
     def kind(self) -> Kind:
@@ -68,12 +70,12 @@ class ModelSpec:
 
     @property
     def source(self) -> str:
-        return self.repo if self.repo else str(self.path)
+        return self.repo or self.url or str(self.path)
 
     def local_dir(self, models_dir: Path) -> Path:
         if self.path is not None:
             return self.path
-        return Path(models_dir) / str(self.repo).replace("/", "--")
+        return Path(models_dir) / str(self.repo or self.name).replace("/", "--")
 
     @property
     def marker(self) -> str:
@@ -83,7 +85,7 @@ class ModelSpec:
         return (self.local_dir(models_dir) / self.marker).is_file()
 
     def pull_hint(self) -> str:
-        if self.repo:
+        if self.repo or self.url:
             return f"run `darkroom models pull {self.name}` where a network is available"
         return f"put the model folder ({self.marker} and its weights) at {self.path}"
 
@@ -106,6 +108,18 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         DEFAULT_REFINE_MODEL, "StableDiffusionImg2ImgPipeline", repo=DEFAULT_REFINE_MODEL,
         description="Stable Diffusion 1.5 image-to-image",
     ),
+    ModelSpec(  # the pipeline's restore step; main publishes .bin weights, a safetensors copy may come
+        "caidas/swin2SR-compressed-sr-x4-48", "Swin2SRForImageSuperResolution",
+        repo="caidas/swin2SR-compressed-sr-x4-48",
+        description="Swin2SR x4 for compressed (JPEG) input, 12M parameters (Apache-2.0)",
+        allow_patterns=("config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin"),
+    ),
+    ModelSpec(  # no Hub repo publishes it as model.onnx: rembg's release asset (docs/models.md)
+        "u2net", "onnx-segmentation",
+        description="U²-Net salient-object matte, 320 px input (ONNX, Apache-2.0)",
+        url="https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx",
+        md5="60024c5c889badc19c04ad937298a77b",
+    ),
 )
 
 _REGISTRY: dict[str, ModelSpec] = {m.name: m for m in BUILTIN_MODELS}
@@ -123,14 +137,18 @@ class _Entry(BaseModel):
     pipeline: PipelineName
     repo: str | None = None
     path: str | None = None
+    url: str | None = None  # a model published as one file (ONNX): pulled as its marker file
+    md5: str | None = None
     kind: Kind | None = None
     takes_prompt: bool | None = None
     description: str = ""
 
     @model_validator(mode="after")
     def _consistent(self) -> _Entry:
-        if (self.repo is None) == (self.path is None):
-            raise ValueError("give exactly one of `repo` (a Hugging Face repo id) or `path` (a folder)")
+        if sum(v is not None for v in (self.repo, self.path, self.url)) != 1:
+            raise ValueError(
+                "give exactly one of `repo` (a Hugging Face repo id), `path` (a folder) or `url` (one file)"
+            )
         kind, takes_prompt = MODEL_PIPELINES[self.pipeline]
         if self.kind is not None and self.kind != kind:
             raise ValueError(f"{self.pipeline} serves the {kind} app, not {self.kind}")
@@ -160,7 +178,8 @@ def load_models_config(path: Path) -> list[ModelSpec]:
         if entry.path is not None:
             folder = Path(entry.path)
             folder = folder if folder.is_absolute() else Path(path).resolve().parent / folder
-        specs.append(ModelSpec(name, entry.pipeline, entry.repo, folder, entry.description))
+        specs.append(ModelSpec(name, entry.pipeline, entry.repo, folder, entry.description,
+                               url=entry.url, md5=entry.md5))
     return specs
 
 

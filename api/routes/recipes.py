@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from darkroom.apps.pipeline import check_fonts
 from darkroom.apps.pipeline.recipes import BUILTIN_RECIPES, RECIPE_NAME, Recipe, RecipeBody
 from darkroom.errors import NotFound, ReadOnly
+from darkroom.models import get_model
 
 from ..auth import CallerDep
 from ..deps import Services, services
@@ -24,7 +25,14 @@ NameParam = Annotated[str, Path(pattern=RECIPE_NAME.pattern, description="Recipe
 async def list_recipes(svc: SvcDep, caller: CallerDep) -> dict[str, Any]:
     store = recipe_store(svc)
     own = [r for name in await store.names(caller.owner) if (r := await store.get(caller.owner, name))]
-    return {"recipes": [r.model_dump(mode="json") for r in [*BUILTIN_RECIPES.values(), *own]]}
+    builtins = [r for r in BUILTIN_RECIPES.values() if _models_present(r, svc)]
+    return {"recipes": [r.model_dump(mode="json") for r in [*builtins, *own]]}
+
+
+def _models_present(recipe: Recipe, svc: Services) -> bool:
+    """A built-in that needs models is listed only where they are on disk (`darkroom models pull`)."""
+    return all((spec := get_model(n)) is not None and spec.is_present(svc.settings.models_dir)
+               for n in recipe.model_names())
 
 
 @router.get("/{name}", summary="One recipe (its latest version, or ?version=N)")

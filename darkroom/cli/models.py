@@ -1,10 +1,14 @@
-"""`darkroom models list | pull NAME`: the diffusion models this installation knows, and fetching them.
+"""`darkroom models list | pull NAME`: the models this installation knows (diffusion, restore, matte),
+and fetching them.
 
 Workers never download (they run with ``HF_HUB_OFFLINE=1``); `pull` is the one place that does, into
-``DARKROOM_MODELS_DIR``, and needs network access to the Hugging Face Hub.
+``DARKROOM_MODELS_DIR``: from the Hugging Face Hub, or, for a model published as one file, from its URL
+(checked against its md5).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -30,7 +34,8 @@ def _settings() -> Settings:
 
 @click.group()
 def models() -> None:
-    """Diffusion models: list them, pull them into DARKROOM_MODELS_DIR."""
+    """Models for the diffusion apps and the pipeline's model steps: list them, pull them into
+    DARKROOM_MODELS_DIR."""
 
 
 @models.command("list")
@@ -58,9 +63,14 @@ def _known(name: str) -> ModelSpec:
 @models.command()
 @click.argument("name")
 def pull(name: str) -> None:
-    """Download model NAME from the Hugging Face Hub into DARKROOM_MODELS_DIR (shows a progress bar)."""
+    """Download model NAME into DARKROOM_MODELS_DIR, from the Hugging Face Hub or its published URL
+    (shows a progress bar)."""
     settings = _settings()
     spec = _known(name)
+    if spec.url is not None:
+        _pull_file(spec, spec.local_dir(settings.models_dir))
+        click.echo(f"{name} is ready in {spec.local_dir(settings.models_dir)}")
+        return
     if spec.repo is None:
         raise click.ClickException(f"{name} is a local model ({spec.path}); there is nothing to pull")
     target = spec.local_dir(settings.models_dir)
@@ -79,5 +89,39 @@ def pull(name: str) -> None:
             f"copy a downloaded diffusers folder of the model to {target}"
         ) from None
     if not spec.is_present(settings.models_dir):
-        raise click.ClickException(f"downloaded {spec.repo}, but {target} has no model_index.json")
+        raise click.ClickException(f"downloaded {spec.repo}, but {target} has no {spec.marker}")
     click.echo(f"{name} is ready in {target}")
+
+
+def _pull_file(spec: ModelSpec, target: Path) -> None:
+    """Download a model published as one file to ``target/<marker>``, with a progress bar, checking
+    its md5 before it takes the file's place."""
+    import hashlib
+
+    import httpx
+    from tqdm import tqdm
+
+    target.mkdir(parents=True, exist_ok=True)
+    final = target / spec.marker
+    part = final.with_name(final.name + ".part")
+    digest = hashlib.md5(usedforsecurity=False)
+    click.echo(f"pulling {spec.url} into {final}")
+    try:
+        with httpx.stream("GET", str(spec.url), follow_redirects=True, timeout=60) as resp:
+            resp.raise_for_status()
+            total = int(resp.headers.get("content-length") or 0) or None
+            with part.open("wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=spec.name) as bar:
+                for chunk in resp.iter_bytes(1 << 20):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+    except httpx.HTTPError as exc:
+        part.unlink(missing_ok=True)
+        raise click.ClickException(
+            f"could not download {spec.url} ({type(exc).__name__}: {exc}); on a machine without network "
+            f"access, download it elsewhere and copy it to {final}"
+        ) from None
+    if spec.md5 and digest.hexdigest() != spec.md5:
+        part.unlink(missing_ok=True)
+        raise click.ClickException(f"{spec.url}: md5 {digest.hexdigest()}, expected {spec.md5}; not kept")
+    part.replace(final)

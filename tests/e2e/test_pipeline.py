@@ -90,6 +90,10 @@ def test_step_errors_name_the_step_and_field(client):
 def test_builtin_recipes_are_listed_and_read_only(client):
     names = [r["name"] for r in client.get("/darkroom/recipes").json()["recipes"]]
     assert {"web-optimise", "film-look", "square-product", "social-watermark"} <= set(names)
+    assert not {"ecommerce-white", "restore-photo"} & set(names), "their models are not on this server"
+    body = {"image_url": png_data_uri(gradient(8, 8)), "recipe": "ecommerce-white"}
+    refused = client.post(f"/{APP}", json=body)
+    assert refused.status_code == 422 and "darkroom models pull u2net" in refused.text
     resp = client.put("/darkroom/recipes/film-look", json={"steps": [{"op": "crop", "aspect_ratio": 1}]})
     assert resp.status_code == 409 and "built-in" in resp.json()["detail"]
     assert client.delete("/darkroom/recipes/web-optimise").status_code == 409

@@ -41,7 +41,7 @@ def test_quick_cpu_run_prints_one_row_per_case():
     for row in rows:
         assert len(row) == 8, row
         by_section.setdefault(row[0], []).append(row)
-    assert list(by_section) == ["chain", "agreement", "diffusion"]
+    assert list(by_section) == ["chain", "agreement", "pipeline", "models", "diffusion"]
 
     chain = by_section["chain"]
     assert [r[1] for r in chain] == [f"all 13 effects chained, 128², batch {b}" for b in (1, 2)]
@@ -52,6 +52,15 @@ def test_quick_cpu_run_prints_one_row_per_case():
     ours = set(EFFECTS) - {"fault"}  # the fault tests' plugin registers "fault" when they ran first
     assert ours | {"blur kuwahara", "sharpen smart", "sharpen cas"} <= set(cases)
     assert all(r[6] == "PASS" and float(r[5]) == 0.0 for r in cases.values())  # CPU vs CPU: identical
+
+    pipeline = by_section["pipeline"]
+    assert [r[1] for r in pipeline[:2]] == [
+        f"pipeline resize→effects→pad→overlay, 256² in, batch {b}" for b in (1, 2)
+    ]
+    assert all(r[6] == "PASS" for r in pipeline[2:]) and len(pipeline) > 5  # CPU vs CPU agreement rows
+    models = [r[1] for r in by_section["models"]]
+    for label in ("restore (tiny Swin2SR)", "remove_background (tiny ONNX)"):
+        assert f"{label}, 256², batch 8" in models and f"{label}: CUDA vs CPU (64², batch 2)" in models
 
     diffusion = [r[1] for r in by_section["diffusion"]]
     for name in ("refine 32x32", "upscale (LDM) 32->128", "upscale (SD x4) 32->128"):

@@ -532,3 +532,12 @@ def test_check_fonts_names_the_step():
     assert check_fonts([step(op="overlay", text="hi", font="dejavu-sans-bold")], None) is None
     # a watermark image has no font to check
     assert check_fonts([step(op="overlay", image="logo", font="Comic Sans")], None) is None
+
+
+@pytest.mark.parametrize("images", [-2099115, "photo", ["a"], True])
+def test_images_that_are_not_a_map_are_a_validation_error(images):
+    body = {"images": images, "steps": [{"op": "effects", "enable_dissolve": True,
+                                         "dissolve_image_url": "https://example.com/b.png"}]}
+    with pytest.raises(ValidationError) as info:
+        PipelineInput.model_validate(body)
+    assert any(e["loc"][:1] == ("images",) for e in info.value.errors())

@@ -127,3 +127,18 @@ class PipelineCache:
             gc.collect()
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
+
+
+_PROCESS_CACHES: dict[tuple[str, str, int], PipelineCache] = {}  # (models dir, device, budget) -> cache
+_PROCESS_LOCK = threading.Lock()
+
+
+def process_cache(models_dir: Path, device: torch.device, budget_mb: int) -> PipelineCache:
+    """This process's cache of the models in ``models_dir`` on ``device``: the diffusion apps and the
+    pipeline's ``upscale`` and ``refine`` steps share it, so a model loads once per worker process
+    whichever of them runs it, under one memory budget."""
+    key = (str(Path(models_dir).resolve()), str(device), budget_mb)
+    with _PROCESS_LOCK:
+        if key not in _PROCESS_CACHES:
+            _PROCESS_CACHES[key] = PipelineCache(models_dir, device, budget_mb)
+        return _PROCESS_CACHES[key]

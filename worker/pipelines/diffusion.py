@@ -24,7 +24,7 @@ from darkroom.job import JobRecord
 from worker import imaging
 from worker.context import WorkerContext
 from worker.diffusion import calls
-from worker.diffusion.loader import PipelineCache, require_model
+from worker.diffusion.loader import PipelineCache, process_cache, require_model
 from worker.diffusion.steps import MembersStopped, StepMonitor
 from worker.fetch import fetch_input
 from worker.pipelines import Pipeline, Prepared, register_pipeline
@@ -32,7 +32,6 @@ from worker.results import store_image
 from worker.runner import check_step
 
 log = logging.getLogger(__name__)
-_CACHES: dict[str, PipelineCache] = {}  # worker id -> its models, loaded once per process
 
 
 @dataclass
@@ -42,10 +41,9 @@ class DiffusionJob(Prepared):
 
 
 def pipeline_cache(ctx: WorkerContext) -> PipelineCache:
-    if ctx.worker_id not in _CACHES:
-        s = ctx.settings
-        _CACHES[ctx.worker_id] = PipelineCache(s.models_dir, ctx.device, s.model_cache_mb)
-    return _CACHES[ctx.worker_id]
+    """The worker's loaded models, shared with the pipeline's upscale and refine steps."""
+    s = ctx.settings
+    return process_cache(s.models_dir, ctx.device, s.model_cache_mb)
 
 
 def batch_key(body: UpscaleInput | RefineInput, image: imaging.DecodedImage) -> tuple:

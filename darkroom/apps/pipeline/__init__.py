@@ -97,6 +97,8 @@ class PipelineInput(BaseModel):
         """fal's ``dissolve_image_url`` inside an effects step becomes a named reference image."""
         if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
             return data
+        if not isinstance(data.get("images"), dict | None):
+            return data  # not a map: the field's own validation says so
         steps, images = [], dict(data.get("images") or {})
         for i, step in enumerate(data["steps"]):
             if isinstance(step, dict) and step.get("op") == "effects" and "dissolve_image_url" in step:

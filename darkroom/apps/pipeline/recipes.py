@@ -36,6 +36,10 @@ class RecipeBody(BaseModel):
             raise ValueError(f"give 1 to {MAX_STEPS} steps, got {len(v)}")
         return v
 
+    def model_names(self) -> list[str]:
+        """The models its steps run (a recipe whose models are not on the server is not listed)."""
+        return sorted({name for step in self.steps for name in step.model_names()})
+
 
 class Recipe(RecipeBody):
     """A stored recipe as the API lists it."""
@@ -112,6 +116,26 @@ BUILTIN_RECIPES: dict[str, Recipe] = {
                 {"op": "resize", "width": 1024, "height": 1024, "fit": "fill"},
             ],
             {"format": "jpeg", "quality": 90},
+        ),
+        _builtin(
+            "ecommerce-white", "Product cut out onto white with a soft shadow, square 1024 px, WebP 90",
+            [
+                {"op": "remove_background", "refine_edges": True},
+                {"op": "composite", "color": "white", "scale": 0.9,
+                 "shadow": {"offset_y": 16, "blur": 18, "opacity": 0.35}},
+                {"op": "pad", "aspect_ratio": "1:1", "color": "white"},
+                {"op": "resize", "width": 1024, "height": 1024, "fit": "fill"},
+                {"op": "effects", "enable_sharpen": True, "sharpen_mode": "cas", "cas_amount": 0.5},
+            ],
+            {"format": "webp", "quality": 90},
+        ),
+        _builtin(
+            "restore-photo", "JPEG artefacts and noise removed (Swin2SR), a light colour correction, JPEG 92",
+            [
+                {"op": "restore"},
+                {"op": "effects", "enable_color_correction": True, "contrast": 6, "saturation": 4},
+            ],
+            {"format": "jpeg", "quality": 92},
         ),
         _builtin(
             "social-watermark", "1080 px wide with a text mark bottom right at 60 % (override step 1's text)",
