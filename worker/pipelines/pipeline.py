@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
-from darkroom.apps.pipeline import PipelineInput, check_fonts, check_sizes
+from darkroom.apps.pipeline import PipelineInput, check_fonts, check_models, check_sizes
 from darkroom.apps.post_processing import MAX_SEED
+from darkroom.errors import InvalidInput, ModelUnavailable
 from darkroom.job import JobRecord
 from worker import imaging
 from worker.batcher import Requeue
@@ -54,12 +55,16 @@ class PipelineJob(Prepared):
 
 def prepare(ctx: WorkerContext, job: JobRecord, body: PipelineInput) -> PipelineJob:
     t0 = time.perf_counter()
+    steps = list(body.steps or ())
+    try:  # a model gone since submit fails the job before any fetch
+        check_models(steps, ctx.settings)
+    except InvalidInput as exc:
+        raise ModelUnavailable(exc.detail) from None
     decoded = {}
     for name, url in body.image_urls().items():
         what = f"images.{name}" if body.images else "image_url"
         decoded[name] = imaging.decode(fetch_input(url, ctx.objects, ctx.settings, what), ctx.limits)
     source = decoded[body.source_name()]
-    steps = list(body.steps or ())
     check_fonts(steps, ctx.settings.fonts_dir)
     sizes = {name: (im.width, im.height) for name, im in decoded.items()}
     check_sizes(steps, (source.width, source.height), sizes, ctx.settings.max_output_pixels)
