@@ -26,7 +26,11 @@ ARG TORCH_SPEC="torch>=2.3,<3"
 ARG TORCH_INDEX=""
 RUN if [ -n "$TORCH_INDEX" ]; then pip install --index-url "$TORCH_INDEX" "$TORCH_SPEC"; \
     else pip install "$TORCH_SPEC"; fi
-RUN pip install ".[worker]" && useradd --create-home darkroom \
+# ONNX Runtime (the remove_background step): the CUDA build on the GPU image, the CPU build with
+# TORCH_INDEX set (same import name; docs/models.md)
+RUN pip install ".[worker]" \
+    && if [ -z "$TORCH_INDEX" ]; then pip uninstall -y onnxruntime && pip install "onnxruntime-gpu>=1.18,<2"; fi \
+    && useradd --create-home darkroom \
     && install -d -o darkroom -g darkroom /models  # the models volume starts owned by darkroom
 USER darkroom
 EXPOSE 9808
