@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from darkroom.apps.pipeline import PipelineInput
 from darkroom.apps.pipeline.recipes import BUILTIN_RECIPES, Recipe, expand
 from darkroom.errors import InvalidInput, NotFound
-from storage.recipes import RecipeStore
+from storage.recipes import KEEP_VERSIONS, RecipeStore, StaleRecipe
 
 from .deps import Services
 
@@ -25,10 +25,14 @@ async def find_recipe(svc: Services, owner: str, name: str, version: int | None 
         if version not in (None, builtin.version):
             raise NotFound(f"built-in recipe {name!r} has only version {builtin.version}")
         return builtin
-    recipe = await recipe_store(svc).get(owner, name, version)
+    try:
+        recipe = await recipe_store(svc).get(owner, name, version)
+    except StaleRecipe as exc:
+        raise InvalidInput(str(exc)) from None
     if recipe is None:
-        which = f"version {version} of recipe {name!r}" if version else f"recipe {name!r}"
-        raise NotFound(f"no {which}; list the recipes with GET /darkroom/recipes")
+        if version:
+            raise NotFound(f"no version {version} of recipe {name!r} (the last {KEEP_VERSIONS} are kept)")
+        raise NotFound(f"no recipe {name!r}; list the recipes with GET /darkroom/recipes")
     return recipe
 
 

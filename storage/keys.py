@@ -89,3 +89,8 @@ def recipe(owner: str, name: str) -> str:
 def recipe_index(owner: str) -> str:
     """The set of one owner's recipe names."""
     return f"{PREFIX}:recipes:{owner or '-'}"
+
+
+def recipe_versions(owner: str, name: str) -> str:
+    """The last version number given to one owner's recipe name (kept when the recipe is deleted)."""
+    return f"{PREFIX}:recipe-versions:{owner or '-'}:{name}"

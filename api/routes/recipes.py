@@ -3,19 +3,22 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
 from darkroom.apps.pipeline import check_fonts
 from darkroom.apps.pipeline.recipes import BUILTIN_RECIPES, RECIPE_NAME, Recipe, RecipeBody
-from darkroom.errors import NotFound, ReadOnly
+from darkroom.errors import InvalidInput, NotFound, ReadOnly
 from darkroom.models import get_model
+from storage.recipes import StaleRecipe, TooManyRecipes
 
 from ..auth import CallerDep
 from ..deps import Services, services
 from ..recipes import find_recipe, recipe_store
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/darkroom/recipes", tags=["recipes"])
 SvcDep = Annotated[Services, Depends(services)]
 NameParam = Annotated[str, Path(pattern=RECIPE_NAME.pattern, description="Recipe name (a-z, 0-9, -)")]
@@ -24,7 +27,15 @@ NameParam = Annotated[str, Path(pattern=RECIPE_NAME.pattern, description="Recipe
 @router.get("", summary="List the built-in recipes and yours")
 async def list_recipes(svc: SvcDep, caller: CallerDep) -> dict[str, Any]:
     store = recipe_store(svc)
-    own = [r for name in await store.names(caller.owner) if (r := await store.get(caller.owner, name))]
+    own = []
+    for name in await store.names(caller.owner):
+        try:
+            recipe = await store.get(caller.owner, name)
+        except StaleRecipe as exc:  # one stale recipe must not hide the others
+            log.warning("%s", exc)
+            continue
+        if recipe is not None:
+            own.append(recipe)
     builtins = [r for r in BUILTIN_RECIPES.values() if _models_present(r, svc)]
     return {"recipes": [r.model_dump(mode="json") for r in [*builtins, *own]]}
 
@@ -48,7 +59,10 @@ async def put_recipe(name: NameParam, body: RecipeBody, svc: SvcDep, caller: Cal
     if name in BUILTIN_RECIPES:
         raise ReadOnly(f"{name!r} is a built-in recipe and cannot be changed; save yours under another name")
     check_fonts(body.steps, svc.settings.fonts_dir)
-    return await recipe_store(svc).put(caller.owner, name, body)
+    try:
+        return await recipe_store(svc).put(caller.owner, name, body)
+    except TooManyRecipes as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 @router.delete("/{name}", summary="Delete a recipe and all its versions")

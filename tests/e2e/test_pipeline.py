@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import time
 import uuid
 
 import httpx
@@ -170,3 +172,57 @@ def test_max_bytes_that_cannot_be_met_fails_the_job_with_output_too_large(client
     assert status.get("error_type") == "output_too_large", status
     result = client.get(sub["response_url"])
     assert result.status_code == 422 and "max_bytes" in result.json()["detail"]
+
+
+def test_a_running_pipeline_stops_at_its_next_step_when_cancelled(client):
+    big = np.random.default_rng(2).integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
+    slow = [{"op": "resize", "scale": 2, "filter": "lanczos"},
+            {"op": "resize", "scale": 0.5, "filter": "lanczos"}]
+    resp = client.post(f"/{APP}", json={"image_url": png_data_uri(big), "steps": slow * 8})
+    assert resp.status_code == 200, resp.text
+    sub = resp.json()
+    wait_for(lambda: client.get(sub["status_url"]).json()["status"] == "IN_PROGRESS", timeout_s=30)
+    time.sleep(1.5)  # past fetching and decoding (well under 0.5 s): the steps are running
+    assert client.put(sub["cancel_url"]).json()["status"] == "CANCELLATION_REQUESTED"
+    status = wait_for(lambda: (s := client.get(sub["status_url"], params={"logs": 1}).json())["status"]
+                      == "COMPLETED" and s, timeout_s=30)
+    assert status.get("error_type") == "request_cancelled", status
+    stopped = [e["message"] for e in status["logs"] if e["message"].startswith("stopped before step")]
+    assert stopped and not stopped[0].startswith("stopped before step 16 "), status["logs"]
+
+
+def test_recipe_versions_are_pruned_and_never_reused(client):
+    from storage.recipes import KEEP_VERSIONS
+
+    name = f"many-{uuid.uuid4().hex[:8]}"
+    body = {"steps": [{"op": "effects", "enable_color_correction": True, "temperature": 1.2345678901234567}]}
+    for _ in range(KEEP_VERSIONS + 1):
+        last = client.put(f"/darkroom/recipes/{name}", json=body).json()
+    assert last["version"] == KEEP_VERSIONS + 1
+    assert last["steps"][0]["temperature"] == 1.2345678901234567  # stored as Python wrote it
+    assert client.get(f"/darkroom/recipes/{name}", params={"version": 1}).status_code == 404
+    assert client.get(f"/darkroom/recipes/{name}", params={"version": 2}).status_code == 200
+    client.delete(f"/darkroom/recipes/{name}")
+    again = client.put(f"/darkroom/recipes/{name}", json=body).json()
+    assert again["version"] == KEEP_VERSIONS + 2, "a version number always means one content"
+
+
+def test_a_stored_recipe_that_no_longer_validates_is_a_4xx_not_a_5xx(client, settings):
+    from storage import keys
+
+    name = f"stale-{uuid.uuid4().hex[:8]}"
+    r = redis.Redis.from_url(settings.redis_url)
+    stale = {"name": name, "version": 1, "updated_at": 0, "description": "",
+             "steps": [{"op": "no-longer-an-op"}], "output": {"format": "png"}}
+    r.hset(keys.recipe("", name), mapping={"v1": json.dumps(stale), "latest": 1})
+    r.sadd(keys.recipe_index(""), name)
+    try:
+        listed = client.get("/darkroom/recipes")
+        assert listed.status_code == 200 and name not in {x["name"] for x in listed.json()["recipes"]}
+        got = client.get(f"/darkroom/recipes/{name}")
+        assert got.status_code == 422 and "no longer validates" in got.text
+        sub = client.post(f"/{APP}", json={"image_url": png_data_uri(gradient(8, 8)), "recipe": name})
+        assert sub.status_code == 422 and "save it again" in sub.text
+    finally:
+        r.delete(keys.recipe("", name))
+        r.srem(keys.recipe_index(""), name)

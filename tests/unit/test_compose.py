@@ -127,3 +127,13 @@ def test_the_cpu_worker_builds_the_cpu_torch():
     worker = load("docker-compose.cpu.yml")["services"]["worker"]
     assert worker["build"]["args"]["TORCH_INDEX"] == "https://download.pytorch.org/whl/cpu"
     assert 'ARG TORCH_INDEX=""' in (ROOT / "Dockerfile").read_text()
+
+
+def test_the_api_sees_the_models_the_workers_pull():
+    """The API refuses a pipeline model step whose model is not on disk, so it must see the same folder
+    (read-only) as the workers."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name in ("api", "worker"):
+        assert services[name]["environment"]["DARKROOM_MODELS_DIR"] == "/models", name
+    assert "models:/models:ro" in services["api"]["volumes"]
+    assert "models:/models" in services["worker"]["volumes"]

@@ -11,10 +11,7 @@ can show, so a tall, narrow reference image costs no more than the image.
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 
 from darkroom.apps.pipeline.base import anchor, parse_color, place, scaled
 from darkroom.errors import InvalidInput
@@ -89,6 +86,14 @@ def _layout(block: torch.Tensor, hw: tuple[int, int], step, corner: tuple[int, i
         return paste(block.new_zeros((1, 4, height, width)), block, *corner)
     px, py = w + m, h + m  # the grid's period
     sx, sy = (-corner[0]) % px, (-corner[1]) % py  # where the image starts inside the repeated tile
-    tile = F.pad(block, (0, m, 0, m))
-    grid = tile.repeat(1, 1, math.ceil((sy + height) / py), math.ceil((sx + width) / px))
-    return grid[:, :, sy : sy + height, sx : sx + width].contiguous()
+    # Each output pixel reads the block at its position modulo the period (the gap reads nothing):
+    # memory stays that of the image (or of the block), whatever the margin or the block's shape.
+    ys = (torch.arange(height, device=block.device) + sy) % py
+    xs = (torch.arange(width, device=block.device) + sx) % px
+    rows, cols = ys.clamp(max=h - 1), xs.clamp(max=w - 1)
+    if height * w <= h * width:  # gather along the axis that keeps the intermediate smaller first
+        layer = block.index_select(2, rows).index_select(3, cols)
+    else:
+        layer = block.index_select(3, cols).index_select(2, rows)
+    inside = (ys < h)[:, None] & (xs < w)[None, :]
+    return layer * inside

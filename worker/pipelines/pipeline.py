@@ -17,7 +17,7 @@ import torch
 
 from darkroom.apps.pipeline import PipelineInput, check_fonts, check_models, check_sizes
 from darkroom.apps.post_processing import MAX_SEED
-from darkroom.errors import InvalidInput, ModelUnavailable
+from darkroom.errors import InvalidInput, ModelUnavailable, RequestTimeout
 from darkroom.job import JobRecord
 from worker import imaging
 from worker.batcher import Requeue
@@ -45,10 +45,13 @@ class PipelineJob(Prepared):
         return self.source.height, self.source.width
 
     def next_key(self) -> tuple:
-        """What batch-mates at the next step share: the step's key, the size it gets and the size it
-        makes (which, for a composite onto a reference image, is the reference's)."""
-        step = self.steps[self.index]
-        h, w = self.size()
+        return self.key_for(self.index, self.size())
+
+    def key_for(self, index: int, size: tuple[int, int]) -> tuple:
+        """What batch-mates at step ``index`` share: the step's key, the size (H, W) it gets and the
+        size it makes (which, for a composite onto a reference image, is the reference's)."""
+        step = self.steps[index]
+        h, w = size
         refs = {name: (im.width, im.height) for name, im in self.refs.items()}
         return (get_kernel(step.op).batch_key(step), (h, w), step.output_size((w, h), refs))
 
@@ -76,9 +79,26 @@ def prepare(ctx: WorkerContext, job: JobRecord, body: PipelineInput) -> Pipeline
     return p
 
 
+STOPPED = "stopped at a step boundary"  # the output of an item cancelled, superseded or over its limit
+
+
 def run(ctx: WorkerContext, batch: list[PipelineJob]) -> list:
-    """One step for the whole batch; items change only once the step succeeded for all of them, so
-    a batch the batcher re-runs item by item starts from the same state."""
+    """One step for the batch. Items cancelled, taken over or past their soft time limit stop here
+    (their output is STOPPED; the runner's step check then ends them). Nothing about an item changes
+    until everything that can fail has run, so a batch the batcher re-runs (item by item, or in
+    halves after running out of memory) starts from the same state."""
+    active = []
+    for p in batch:
+        if _stopping(ctx, p):
+            where = f"step {p.index + 1} of {len(p.steps)} ({p.steps[p.index].op})"
+            ctx.store.add_log(p.job.id, f"stopped before {where}")
+        else:
+            active.append(p)
+    outputs = dict(zip(map(id, active), _step(ctx, active), strict=True)) if active else {}
+    return [outputs.get(id(p), STOPPED) for p in batch]
+
+
+def _step(ctx: WorkerContext, batch: list[PipelineJob]) -> list:
     t0 = time.perf_counter()
     h, w = batch[0].size()
     size = chunk_size(ctx, h * w, len(batch))
@@ -86,20 +106,31 @@ def run(ctx: WorkerContext, batch: list[PipelineJob]) -> list:
     for i in range(0, len(batch), size):
         y = _run_step(ctx, batch[i : i + size])
         images.extend(y[j : j + 1] for j in range(y.shape[0]))
-    steps = [p.steps[p.index] for p in batch]
     ms = round((time.perf_counter() - t0) * 1000, 3)
+    plans = []  # first everything that can fail, items untouched
+    for p, image in zip(batch, images, strict=True):
+        last = p.index + 1 == len(p.steps)
+        key = None if last else p.key_for(p.index + 1, (int(image.shape[2]), int(image.shape[3])))
+        pair = imaging.from_rgba_tensor(image)[0] if last else None
+        plans.append((p, image, key, pair))
     out: list = []
-    for i, p in enumerate(batch):
-        p.step_log.append({"op": steps[i].op, "ms": ms, "batch_size": len(batch)})
-        p.tensor, p.index = images[i], p.index + 1
-        if p.index < len(p.steps):
-            p.key = p.next_key()
+    for p, image, key, pair in plans:  # then the changes, which cannot fail
+        p.step_log.append({"op": p.steps[p.index].op, "ms": ms, "batch_size": len(batch)})
+        p.index += 1
+        if pair is None:
+            p.tensor, p.key = image, key
             out.append(Requeue(p.batch_key))
-        else:  # done: to uint8 arrays, and the device memory goes with the batch
-            (out_pair,) = imaging.from_rgba_tensor(p.tensor)
+        else:  # done: the device memory goes with the batch
             p.tensor = None
-            out.append(out_pair)
+            out.append(pair)
     return out
+
+
+def _stopping(ctx: WorkerContext, p: PipelineJob) -> bool:
+    """Whether the job should not run another step (the runner's step check says why)."""
+    cancelled, latest = ctx.store.step_check(p.job.id)
+    superseded = bool(latest) and latest != ctx.worker_id
+    return cancelled or superseded or ctx.tracker.elapsed_s(p.job.id) > ctx.settings.task_soft_time_limit_s
 
 
 def _run_step(ctx: WorkerContext, chunk: list[PipelineJob]) -> torch.Tensor:
@@ -115,7 +146,9 @@ def _image(ctx: WorkerContext, p: PipelineJob) -> torch.Tensor:
     return p.tensor if p.tensor is not None else imaging.to_rgba_tensor([p.source], ctx.device)
 
 
-def finish(ctx: WorkerContext, p: PipelineJob, output: tuple) -> dict:
+def finish(ctx: WorkerContext, p: PipelineJob, output: tuple | str) -> dict:
+    if output == STOPPED:  # the runner's step check ends such a job first; this is a safety net
+        raise RequestTimeout("the job stopped at a step boundary before its last step")
     rgb, alpha = output
     keep_alpha = p.source.alpha is not None or bool((alpha < 255).any())
     spec = p.body.output

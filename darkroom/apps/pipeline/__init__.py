@@ -99,6 +99,8 @@ class PipelineInput(BaseModel):
             return data
         if not isinstance(data.get("images"), dict | None):
             return data  # not a map: the field's own validation says so
+        if not data.get("images") and not data.get("image_url"):
+            return data  # no image to process: the model says so, rather than processing the dissolve one
         steps, images = [], dict(data.get("images") or {})
         for i, step in enumerate(data["steps"]):
             if isinstance(step, dict) and step.get("op") == "effects" and "dissolve_image_url" in step:
