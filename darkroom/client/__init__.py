@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -70,6 +71,10 @@ STREAM_READ_TIMEOUT_S = 60.0  # the server sends a keep-alive every 15 s by defa
 OnUpdate = Callable[[Status], Any]
 Source = str | Path | bytes
 RECIPES = "/darkroom/recipes"
+
+
+def _recipe_url(server: str, name: str) -> str:
+    return f"{server}{RECIPES}/{quote(name, safe='')}"
 
 
 def _server(server: str | None) -> str:
@@ -237,7 +242,7 @@ class Client(_Base):
     def recipe(self, name: str, version: int | None = None) -> dict[str, Any]:
         """One recipe: its latest version, or ``version``."""
         params = {"version": version} if version else None
-        resp = self.http.get(f"{self.server}{RECIPES}/{name}", params=params)
+        resp = self.http.get(_recipe_url(self.server, name), params=params)
         raise_for_answer(resp)
         return resp.json()
 
@@ -247,13 +252,13 @@ class Client(_Base):
         body: dict[str, Any] = {"description": description, "steps": steps}
         if output is not None:
             body["output"] = output
-        resp = self.http.put(f"{self.server}{RECIPES}/{name}", json=body)
+        resp = self.http.put(_recipe_url(self.server, name), json=body)
         raise_for_answer(resp)
         return resp.json()
 
     def delete_recipe(self, name: str) -> None:
         """Delete a recipe and all its versions (built-ins cannot be deleted)."""
-        raise_for_answer(self.http.delete(f"{self.server}{RECIPES}/{name}"))
+        raise_for_answer(self.http.delete(_recipe_url(self.server, name)))
 
     def upload_file(self, source: Source, file_name: str | None = None) -> Upload:
         """Store an image (a path or bytes) on the server: ``POST /storage/upload``."""
@@ -381,6 +386,30 @@ class AsyncClient(_Base):
     async def cancel(self, app: str, request_id: str) -> str:
         resp = await self.http.put(request_url(self.server, app, request_id, "/cancel"))
         return cancel_outcome(await self._routed(resp, app), app, request_id)
+
+    # --- recipes: as Client's ------------------------------------------------------------------------
+    async def recipes(self) -> list[dict[str, Any]]:
+        resp = await self.http.get(f"{self.server}{RECIPES}")
+        raise_for_answer(resp)
+        return resp.json()["recipes"]
+
+    async def recipe(self, name: str, version: int | None = None) -> dict[str, Any]:
+        params = {"version": version} if version else None
+        resp = await self.http.get(_recipe_url(self.server, name), params=params)
+        raise_for_answer(resp)
+        return resp.json()
+
+    async def save_recipe(self, name: str, steps: list[dict[str, Any]], output: dict[str, Any] | None = None,
+                          description: str = "") -> dict[str, Any]:
+        body: dict[str, Any] = {"description": description, "steps": steps}
+        if output is not None:
+            body["output"] = output
+        resp = await self.http.put(_recipe_url(self.server, name), json=body)
+        raise_for_answer(resp)
+        return resp.json()
+
+    async def delete_recipe(self, name: str) -> None:
+        raise_for_answer(await self.http.delete(_recipe_url(self.server, name)))
 
     async def upload_file(self, source: Source, file_name: str | None = None) -> Upload:
         name, data = _file_part(source, file_name)

@@ -80,3 +80,39 @@ def test_recipe_and_app_conflict_is_a_usage_error(api_url, tmp_path):
     src = write_png(tmp_path / "x.png")
     result = cli(api_url, "run", str(src), "--recipe", "film-look", "--app", "fal-ai/post-processing/blur")
     assert result.exit_code == 2 and "leave --app out" in result.output
+
+
+def test_async_client_has_the_recipe_methods(api_url):
+    import asyncio
+
+    from darkroom.client import AsyncClient
+
+    sync_public = {n for n in dir(Client) if not n.startswith("_")}
+    async_public = {n for n in dir(AsyncClient) if not n.startswith("_")}
+    assert {"recipes", "recipe", "save_recipe", "delete_recipe"} <= sync_public & async_public
+
+    async def roundtrip() -> tuple[int, str]:
+        name = f"async-{uuid.uuid4().hex[:8]}"
+        async with AsyncClient(api_url) as client:
+            saved = await client.save_recipe(name, [{"op": "crop", "aspect_ratio": 1}])
+            got = await client.recipe(name)
+            await client.delete_recipe(name)
+            return saved["version"], got["name"]
+
+    assert asyncio.run(roundtrip())[0] == 1
+
+
+def test_avif_outputs_are_named_and_kept_as_avif(api_url, worker, tmp_path):
+    from darkroom.client.formats import sniff
+
+    src = write_png(tmp_path / "photo.png", 40, 30)
+    out = tmp_path / "small.avif"
+    result = cli(api_url, "run", str(src), "--steps", str(_steps_file(tmp_path)), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert sniff(out.read_bytes()) == "avif"
+
+
+def _steps_file(tmp_path: Path) -> Path:
+    path = tmp_path / "steps.json"
+    path.write_text(json.dumps([{"op": "resize", "width": 20}]))
+    return path

@@ -38,6 +38,7 @@ MAX_IMAGES = 8
 OUTPUT_FORMATS = ("png", "jpeg", "webp", "avif")
 MIN_SHRINK_QUALITY = 40  # max_bytes never lowers a lossy quality below this
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+RECIPE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"  # recipe names: lower-case letters, digits and -
 
 
 def load_operators() -> dict[str, type[Operator]]:
@@ -80,7 +81,9 @@ class PipelineInput(BaseModel):
             {"op": "overlay", "text": "© Darkroom", "size_percent": 4, "opacity": 0.6},
         ]],
     )
-    recipe: str | None = Field(None, description="A saved pipeline instead of steps (see /darkroom/recipes)")
+    recipe: str | None = Field(
+        None, pattern=RECIPE_PATTERN, description="A saved pipeline instead of steps (see /darkroom/recipes)"
+    )
     overrides: dict[int, dict[str, Any]] | None = Field(
         None, description="With recipe: per-step changes, keyed by step index, e.g. {\"0\": {\"width\": 800}}"
     )

@@ -10,9 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from darkroom.apps.pipeline import MAX_STEPS, OutputSpec, Step
+from darkroom.apps.pipeline import MAX_STEPS, RECIPE_PATTERN, OutputSpec, Step
 
-RECIPE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+RECIPE_NAME = re.compile(RECIPE_PATTERN)
 
 
 def check_recipe_name(name: str) -> str:
