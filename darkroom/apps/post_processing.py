@@ -85,12 +85,7 @@ class _EffectsInput(ImageInputBase):
     """Shared behaviour of the all-effects input: enabled effects in order, dissolve check."""
 
     def effect_chain(self) -> list[tuple[str, EffectParams]]:
-        chain = []
-        for group in EFFECT_GROUPS:
-            if getattr(self, group.enable_field):
-                values = {k: getattr(self, k) for k in group.params.model_fields}
-                chain.append((group.name, group.params(**values)))
-        return chain
+        return enabled_effects(self)
 
     @model_validator(mode="after")
     def _dissolve_needs_image(self, info: ValidationInfo) -> _EffectsInput:
@@ -102,6 +97,16 @@ class _EffectsInput(ImageInputBase):
             name = type(self).__name__
             raise field_error(name, "dissolve_image_url", str(exc), self.dissolve_image_url) from None
         return self
+
+
+def enabled_effects(model: BaseModel) -> list[tuple[str, EffectParams]]:
+    """The effects ``model`` (with fal's enable_* and parameter fields) enables, in processing order."""
+    chain = []
+    for group in EFFECT_GROUPS:
+        if getattr(model, group.enable_field):
+            values = {k: getattr(model, k) for k in group.params.model_fields}
+            chain.append((group.name, group.params(**values)))
+    return chain
 
 
 def _build_post_processing_input() -> type[_EffectsInput]:

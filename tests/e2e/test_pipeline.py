@@ -15,6 +15,7 @@ import redis
 from PIL import Image
 
 from storage.jobs import JobStore
+from tests.support.fal_queue import run_image
 from tests.support.harness import wait_for
 from tests.support.images import gradient, png_data_uri
 
@@ -29,20 +30,7 @@ def rgba_data_uri(rgba: np.ndarray) -> str:
 
 
 def run(client: httpx.Client, body: dict) -> tuple[dict, Image.Image]:
-    resp = client.post(f"/{APP}", json=body)
-    assert resp.status_code == 200, resp.text
-    sub = resp.json()
-
-    def finished():
-        status = client.get(sub["status_url"]).json()
-        return status if status["status"] == "COMPLETED" else None
-
-    status = wait_for(finished, timeout_s=60)
-    assert "error" not in status, status
-    result = client.get(sub["response_url"]).json()
-    image = result["images"][0]
-    data = httpx.get(image["url"], timeout=10).content
-    return result, Image.open(io.BytesIO(data))
+    return run_image(client, body, APP)
 
 
 def test_four_steps_in_one_request(client):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support.harness import wait_for
+from tests.support.fal_queue import run_image
 from tests.support.images import gradient, png_data_uri
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
@@ -24,20 +24,7 @@ def rgba_data_uri(rgba: np.ndarray) -> str:
 
 
 def run(client: httpx.Client, body: dict) -> tuple[dict, Image.Image]:
-    resp = client.post(f"/{APP}", json=body)
-    assert resp.status_code == 200, resp.text
-    sub = resp.json()
-
-    def finished():
-        status = client.get(sub["status_url"]).json()
-        return status if status["status"] == "COMPLETED" else None
-
-    status = wait_for(finished, timeout_s=60)
-    assert "error" not in status, status
-    result = client.get(sub["response_url"]).json()
-    image = result["images"][0]
-    data = httpx.get(image["url"], timeout=10).content
-    return result, Image.open(io.BytesIO(data))
+    return run_image(client, body, APP)
 
 
 def _cut_out(size: int = 40) -> np.ndarray:

@@ -8,8 +8,11 @@ A ``sub`` is a submit's answer; where only the status is needed, its ``status_ur
 
 from __future__ import annotations
 
+import io
+
 import httpx
 import numpy as np
+from PIL import Image
 
 from tests.support.harness import wait_for
 from tests.support.images import decode_png, gradient, png_data_uri
@@ -61,6 +64,15 @@ def result(client: Client, sub: dict, *, timeout_s: float = 60) -> dict:
 def run(client: Client, body: dict, app: str = APP, *, timeout_s: float = 60) -> tuple[dict, dict]:
     """Submit, wait and read a request that must succeed: ``(final status, output)``."""
     return _finish(client, submit(client, body, app), timeout_s)
+
+
+def run_image(
+    client: Client, body: dict, app: str = APP, *, timeout_s: float = 60
+) -> tuple[dict, Image.Image]:
+    """``run``, then the first output image fetched and opened with Pillow (any format, alpha kept):
+    ``(output, image)``."""
+    _, output = run(client, body, app, timeout_s=timeout_s)
+    return output, Image.open(io.BytesIO(download(output["images"][0])))
 
 
 def download(image: dict) -> bytes:

@@ -8,6 +8,7 @@ from pydantic import Field, create_model, model_validator
 
 from darkroom.apps.params import EFFECT_GROUPS, EffectParams
 from darkroom.apps.pipeline.base import Operator, register_operator
+from darkroom.apps.post_processing import enabled_effects
 
 
 class _EffectsBase(Operator):
@@ -18,12 +19,7 @@ class _EffectsBase(Operator):
 
     def chain(self) -> list[tuple[str, EffectParams]]:
         """The enabled effects, in fal's processing order, with their parameters."""
-        chain = []
-        for group in EFFECT_GROUPS:
-            if getattr(self, group.enable_field):
-                values = {k: getattr(self, k) for k in group.params.model_fields}
-                chain.append((group.name, group.params(**values)))
-        return chain
+        return enabled_effects(self)
 
     @model_validator(mode="after")
     def _dissolve_needs_an_image(self) -> _EffectsBase:
