@@ -597,9 +597,8 @@ def run_request(request: dict, assets: dict[str, bytes], seed: int) -> tuple[dic
     model = PipelineInput.model_validate(body)
     settings = Settings()
     ctx = SimpleNamespace(settings=settings, objects=None, device=torch.device("cpu"),
-                          limits=ImageLimits.from_settings(settings), worker_id="docs",
-                          store=SimpleNamespace(step_check=lambda _id: (False, "")),  # never cancelled
-                          tracker=SimpleNamespace(elapsed_s=lambda _id: 0.0))
+                          limits=ImageLimits.from_settings(settings),
+                          step_stop=lambda _id: None)  # never cancelled, taken over or late
     job = JobRecord(id="docs", app_id=PIPELINE, base_id=PIPELINE, input=body, seed=seed, created_at=0.0)
     with torch.inference_mode():
         prepared = pipeline.prepare(ctx, job, model)

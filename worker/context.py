@@ -9,6 +9,7 @@ import torch
 
 from darkroom.acceptance import ImageLimits
 from darkroom.apps import APPS
+from darkroom.errors import RequestCancelled, RequestTimeout, Superseded
 from darkroom.models import use_models_config
 from darkroom.plugins import load_plugins
 from darkroom.settings import Settings
@@ -34,6 +35,19 @@ class WorkerContext:
     tracker: JobTracker = field(default_factory=JobTracker)
     batcher: Batcher | None = None
     threads: list = field(default_factory=list)
+
+    def step_stop(self, request_id: str) -> Exception | None:
+        """Why a job should not pass its next step boundary: another attempt took it over
+        (Superseded), it was cancelled, or it ran past its soft time limit; None to go on."""
+        cancelled, latest = self.store.step_check(request_id)
+        if latest and latest != self.worker_id:
+            return Superseded(f"another attempt of job {request_id} started on {latest}")
+        if cancelled:
+            return RequestCancelled("The request was cancelled")
+        limit = self.settings.task_soft_time_limit_s
+        if self.tracker.elapsed_s(request_id) > limit:
+            return RequestTimeout(f"The job ran longer than its {limit:g}s time limit")
+        return None
 
     def start_background(self) -> None:
         """Heartbeat, hard-limit watchdog and recovery sweep (the batcher starts with the context)."""

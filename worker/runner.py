@@ -15,7 +15,6 @@ from darkroom.apps import APPS
 from darkroom.errors import (
     DarkroomError,
     InvalidInput,
-    RequestCancelled,
     RequestTimeout,
     Superseded,
     WorkerCrash,
@@ -62,16 +61,13 @@ def begin(ctx: WorkerContext, request_id: str) -> JobRecord | None:
 def check_step(ctx: WorkerContext, job: JobRecord) -> None:
     """At every step boundary: stop if another worker took the job over, if it was cancelled or if it
     ran past its soft time limit."""
-    cancelled, latest = ctx.store.step_check(job.id)
-    _stop_if_superseded(ctx, job, latest)
-    if cancelled:
-        raise RequestCancelled("The request was cancelled")
-    limit = ctx.settings.task_soft_time_limit_s
-    if ctx.tracker.elapsed_s(job.id) > limit:
+    stop = ctx.step_stop(job.id)
+    if isinstance(stop, RequestTimeout):
         # Read again: a process stopped (SIGSTOP) since the read above counts the stopped time here,
         # and another worker may have taken the job over meanwhile.
         _stop_if_superseded(ctx, job, ctx.store.step_check(job.id)[1])
-        raise RequestTimeout(f"The job ran longer than its {limit:g}s time limit")
+    if stop is not None:
+        raise stop
 
 
 def _stop_if_superseded(ctx: WorkerContext, job: JobRecord, latest: str) -> None:

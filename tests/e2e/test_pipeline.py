@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import time
 import uuid
@@ -21,12 +19,6 @@ from tests.support.images import gradient, png_data_uri
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 APP = "darkroom/pipeline"
-
-
-def rgba_data_uri(rgba: np.ndarray) -> str:
-    buf = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def run(client: httpx.Client, body: dict) -> tuple[dict, Image.Image]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
-
 import httpx
 import numpy as np
 import pytest
@@ -15,12 +12,6 @@ from tests.support.images import gradient, png_data_uri
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 APP = "darkroom/pipeline"
-
-
-def rgba_data_uri(rgba: np.ndarray) -> str:
-    buf = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def run(client: httpx.Client, body: dict) -> tuple[dict, Image.Image]:
@@ -40,7 +31,7 @@ def test_composite_onto_a_reference_image_then_text(client):
     background = np.zeros((120, 160, 3), np.uint8)
     background[..., 1] = 180  # green
     body = {
-        "images": {"photo": rgba_data_uri(_cut_out()), "paper": png_data_uri(background)},
+        "images": {"photo": png_data_uri(_cut_out()), "paper": png_data_uri(background)},
         "steps": [
             {"op": "composite", "image": "paper", "scale": 0.5,
              "shadow": {"offset_x": 8, "offset_y": 8, "blur": 3, "opacity": 0.8}},

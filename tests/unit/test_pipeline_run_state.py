@@ -12,6 +12,7 @@ import torch
 
 from darkroom.apps.pipeline import STEP_ADAPTER
 from darkroom.apps.pipeline.base import Operator
+from darkroom.errors import RequestCancelled
 from darkroom.job import JobRecord
 from worker import imaging
 from worker.batcher import Requeue
@@ -31,14 +32,10 @@ def _broken(x: torch.Tensor, batch) -> torch.Tensor:
 
 
 def ctx() -> SimpleNamespace:
-    """What run() reads of a worker context: the device, settings, and a job store and tracker that
-    say nothing is cancelled, taken over or late (the pure function under test needs no servers)."""
-    settings = SimpleNamespace(cpu_chunk_mib=3.0, task_soft_time_limit_s=60)
-    return SimpleNamespace(
-        device=torch.device("cpu"), worker_id="w", settings=settings,
-        store=SimpleNamespace(step_check=lambda _id: (False, "")),
-        tracker=SimpleNamespace(elapsed_s=lambda _id: 0),
-    )
+    """What run() reads of a worker context: the device, settings, and a step check saying nothing is
+    cancelled, taken over or late (the pure function under test needs no servers)."""
+    settings = SimpleNamespace(cpu_chunk_mib=3.0)
+    return SimpleNamespace(device=torch.device("cpu"), settings=settings, step_stop=lambda _id: None)
 
 
 def job(i: int, steps: list) -> pipeline.PipelineJob:
@@ -69,8 +66,8 @@ def test_a_stopped_item_skips_its_step_and_the_others_run():
     batch = [job(i, [pad, pad]) for i in range(2)]
     logs = []
     c = ctx()
-    c.store = SimpleNamespace(step_check=lambda rid: (rid == "j0", ""),
-                              add_log=lambda rid, message: logs.append((rid, message)))
+    c.step_stop = lambda rid: RequestCancelled("The request was cancelled") if rid == "j0" else None
+    c.store = SimpleNamespace(add_log=lambda rid, message: logs.append((rid, message)))
     outputs = pipeline.run(c, batch)
     assert outputs[0] == pipeline.STOPPED and isinstance(outputs[1], Requeue)
     assert batch[0].index == 0 and batch[1].index == 1

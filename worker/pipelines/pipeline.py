@@ -89,7 +89,7 @@ def run(ctx: WorkerContext, batch: list[PipelineJob]) -> list:
     halves after running out of memory) starts from the same state."""
     active = []
     for p in batch:
-        if _stopping(ctx, p):
+        if ctx.step_stop(p.job.id) is not None:  # the runner's step check then ends the job
             where = f"step {p.index + 1} of {len(p.steps)} ({p.steps[p.index].op})"
             ctx.store.add_log(p.job.id, f"stopped before {where}")
         else:
@@ -124,13 +124,6 @@ def _step(ctx: WorkerContext, batch: list[PipelineJob]) -> list:
             p.tensor = None
             out.append(pair)
     return out
-
-
-def _stopping(ctx: WorkerContext, p: PipelineJob) -> bool:
-    """Whether the job should not run another step (the runner's step check says why)."""
-    cancelled, latest = ctx.store.step_check(p.job.id)
-    superseded = bool(latest) and latest != ctx.worker_id
-    return cancelled or superseded or ctx.tracker.elapsed_s(p.job.id) > ctx.settings.task_soft_time_limit_s
 
 
 def _run_step(ctx: WorkerContext, chunk: list[PipelineJob]) -> torch.Tensor:

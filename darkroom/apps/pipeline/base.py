@@ -196,6 +196,14 @@ def place(outer: Size, inner: Size, gravity: str, offset: tuple[int, int] = (0, 
     return x, y
 
 
+def multiplied(size: Size, factor: int, field: str = "scale") -> Size:
+    """``size`` times a whole ``factor``; StepError (at ``field``) past MAX_SIDE a side."""
+    w, h = size[0] * factor, size[1] * factor
+    if max(w, h) > MAX_SIDE:
+        raise StepError(field, f"makes a {w}x{h} image; a side may not pass {MAX_SIDE:,} px")
+    return w, h
+
+
 def scaled(size: Size, factor: float) -> Size:
     return max(1, round(size[0] * factor)), max(1, round(size[1] * factor))
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from darkroom.apps.pipeline.base import MAX_SIDE, Operator, Size, StepError, register_operator
+from darkroom.apps.pipeline.base import Operator, Size, multiplied, register_operator
 from darkroom.models import get_model, model_names
 
 # the builtin restore model (registered in darkroom.models.BUILTIN_MODELS under this name)
@@ -61,10 +61,7 @@ class RestoreStep(Operator):
         return v
 
     def output_size(self, size: Size, refs: dict[str, Size]) -> Size:
-        w, h = size[0] * self.scale, size[1] * self.scale
-        if max(w, h) > MAX_SIDE:
-            raise StepError("scale", f"makes a {w}x{h} image; a side may not pass {MAX_SIDE:,} px")
-        return w, h
+        return multiplied(size, self.scale)
 
     def model_names(self) -> list[str]:
         return [self.model]

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import create_model, model_validator
 
 from darkroom.apps.diffusion import UpscaleInput
-from darkroom.apps.pipeline.base import MAX_SIDE, Operator, Size, StepError, register_operator
+from darkroom.apps.pipeline.base import Operator, Size, multiplied, register_operator
 from darkroom.apps.post_processing import ImageInputBase
 from darkroom.models import Kind
 
@@ -30,10 +30,7 @@ class _UpscaleBase(Operator):
     _check_model = model_validator(mode="after")(UpscaleInput._check_model)
 
     def output_size(self, size: Size, refs: dict[str, Size]) -> Size:
-        w, h = size[0] * self.scale, size[1] * self.scale
-        if max(w, h) > MAX_SIDE:
-            raise StepError("scale", f"makes a {w}x{h} image; a side may not pass {MAX_SIDE:,} px")
-        return w, h
+        return multiplied(size, self.scale)
 
     def model_names(self) -> list[str]:
         return [self.model]
