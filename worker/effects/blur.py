@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from worker.effects.common import REC601, luma, pad_reflect
-from worker.effects.filters import box_sum_valid, clamp01_, clamped_like_input, gaussian_blur_node, like_input
+from worker.effects.common import REC601, clamp01_, luma, pad_reflect
+from worker.effects.filters import box_sum_valid, clamped_like_input, gaussian_blur_node, like_input
 from worker.effects.registry import BatchParams, register
 
 

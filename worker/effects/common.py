@@ -20,6 +20,26 @@ def clamp01(x: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
 
 
+def clamp01_(y: torch.Tensor) -> torch.Tensor:
+    """``clamp01`` in place, for temporaries the caller owns (saves an image-sized allocation)."""
+    return y.nan_to_num_(nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
+
+
+def select(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``torch.where(mask, a, b)`` for finite float tensors, as a lerp by the 0/1 mask (exact: torch's
+    lerp returns its end points unchanged at weights 0 and 1). On the CPU ``torch.where`` runs an
+    unvectorised loop: 7-20 ms on a 1024² RGB image where this takes 0.6 ms."""
+    return torch.lerp(b, a, mask.to(a.dtype))
+
+
+def luma_mean(x: torch.Tensor, weights: tuple[float, float, float]) -> torch.Tensor:
+    """Mean of :func:`luma` per item, ``(B, 1, 1, 1)``, from the channel means (one read of ``x``, no
+    grey image)."""
+    means = x.mean(dim=(2, 3), dtype=torch.float64)
+    w = torch.tensor(weights, dtype=torch.float64, device=x.device)
+    return (means * w).sum(dim=1).to(x.dtype).view(-1, 1, 1, 1)
+
+
 def pad_reflect(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
     """Reflect-pad H by ``ph`` and W by ``pw``, also when the pad exceeds the image (falls back to
     replicate where reflection is impossible, e.g. a 1-pixel side)."""

@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import torch
 
-from worker.effects.common import REC709, clamp01, luma
+from worker.effects.common import REC709, clamp01_, luma, select
 from worker.effects.registry import BatchParams, register
 
 EPS = 1e-7
@@ -39,27 +39,29 @@ Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def dodge(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
-    return clamp01(x / (1 - mi + EPS))
+    return clamp01_(torch.mul(x, (1 - mi + EPS).reciprocal_()))
 
 
 def burn(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
-    return clamp01(1 - (1 - x) / (mi + EPS))
+    # 1 - (1 - x) / d as (x - 1) * (1 / d) + 1: the divisions run on the one-channel mask only
+    return clamp01_((x - 1).mul_((mi + EPS).reciprocal_()).add_(1))
 
 
 def color_dodge(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
-    return clamp01(torch.where(m < 1, x / (1 - mi).clamp(min=EPS), x))
+    return clamp01_(select(m < 1, x * (1 - mi).clamp(min=EPS).reciprocal_(), x))
 
 
 def color_burn(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
-    return clamp01(torch.where(mi > 0, 1 - (1 - x) / mi.clamp(min=EPS), x))
+    burned = (x - 1).mul_(mi.clamp(min=EPS).reciprocal_()).add_(1)
+    return clamp01_(select(mi > 0, burned, x))
 
 
 def linear_dodge(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
-    return clamp01(x + mi)
+    return clamp01_(x + mi)
 
 
 def linear_burn(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
-    return clamp01(x - mi)
+    return clamp01_(x - mi)
 
 
 MODES: dict[str, tuple[Step, ...]] = {

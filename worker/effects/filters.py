@@ -78,11 +78,6 @@ def clamped_like_input(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.clamp(y, 0.0, 1.0, out=torch.empty_like(x))
 
 
-def clamp01_(y: torch.Tensor) -> torch.Tensor:
-    """``common.clamp01`` in place, for temporaries the caller owns (saves an image-sized allocation)."""
-    return y.nan_to_num_(nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
-
-
 def _kernel(taps: Sequence[float], channels: int, like: torch.Tensor, vertical: bool) -> torch.Tensor:
     k = torch.tensor(taps, dtype=like.dtype, device=like.device)
     shape = (1, 1, len(taps), 1) if vertical else (1, 1, 1, len(taps))

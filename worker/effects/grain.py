@@ -46,8 +46,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from worker.effects.common import luma
-from worker.effects.filters import clamp01_, pixel_gaussian_taps, shift_add_1d
+from worker.effects.common import clamp01_, luma
+from worker.effects.filters import pixel_gaussian_taps, shift_add_1d
 from worker.effects.registry import BatchParams, register
 
 BASE_STD = 0.26
@@ -144,7 +144,7 @@ def _halftone(field: torch.Tensor, sigma_px: float) -> torch.Tensor:
     rows = torch.cos(torch.arange(h, device=field.device, dtype=field.dtype) * omega).view(h, 1)
     cols = torch.cos(torch.arange(w, device=field.device, dtype=field.dtype) * omega).view(1, w)
     screen = (rows + cols).mul_(0.5)  # = cos(a(i+j)) cos(a(i-j)): a diagonal dot lattice
-    return torch.where(field + screen >= 0, 1.0, -1.0)
+    return (field + screen >= 0).to(field.dtype).mul_(2.0).sub_(1.0)  # +-1 (torch.where is slow on CPU)
 
 
 def tone_weight(x: torch.Tensor, tone: str) -> torch.Tensor | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from worker.effects.common import clamp01
+from worker.effects.common import clamp01_
 from worker.effects.registry import BatchParams, register
 
 
@@ -18,4 +18,5 @@ def parabolize(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
     coeff = p.scalar("parabolize_coeff")
     vx = p.scalar("vertex_x")
     vy = p.scalar("vertex_y")
-    return clamp01(coeff * (x - vx).square() + vy)
+    d = x - vx
+    return clamp01_(torch.addcmul(vy, d.square_(), coeff, out=d))

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import torch
 
-from worker.effects.common import pad_reflect
-from worker.effects.filters import bilateral, box_sum, clamp01_, like_input
+from worker.effects.common import clamp01_, pad_reflect
+from worker.effects.filters import bilateral, box_sum, like_input
 from worker.effects.registry import BatchParams, register
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from worker.effects.common import clamp01
+from worker.effects.common import clamp01_, select
 from worker.effects.registry import BatchParams, register
 
 
 @register("solarize")
 def solarize(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
     t = p.scalar("solarize_threshold")
-    return clamp01(torch.where(x > t, 1 - x, x))
+    return clamp01_(select(x > t, torch.rsub(x, 1.0), x))
