@@ -46,15 +46,17 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
+import io  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
+from contextlib import contextmanager, nullcontext  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 # A quarter of one 8-bit level (1/255 = 3.9e-3): below it, encoding the output to 8 bits changes at most
@@ -90,10 +92,12 @@ class Sizes:
     diffusion_steps: int = 10
     repeat: int = 10
     diffusion_repeat: int = 3
+    io: int = 1024
+    io_batch: int = 8
 
 
 QUICK = Sizes(chain=128, chain_batches=(1, 2), agreement=256, diffusion_batches=(1, 2), diffusion_steps=2,
-              repeat=2, diffusion_repeat=1)
+              repeat=2, diffusion_repeat=1, io=128, io_batch=2)
 
 
 @dataclass(frozen=True)
@@ -450,8 +454,189 @@ def model_step_rows(ctx: Context) -> Iterator[Row]:
                       status="PASS" if diff <= tol else "FAIL", note=f"tolerance {tol:g}")
 
 
+# ---- section: device I/O (worker/device_io.py) ----------------------------------------------------------
+
+
+def io_rows(ctx: Context) -> Iterator[Row]:
+    """Copies pinned vs pageable, JPEG on the device (nvJPEG) vs Pillow, the device decoder against
+    Pillow's pixels, and one chain batch per thread on the default stream vs a stream per batch."""
+    from benchmarks.effects import test_image
+    from worker import device_io
+
+    size, batch = ctx.sizes.io, ctx.sizes.io_batch
+    arr = np.stack([test_image(size, size, seed) for seed in range(batch)])
+    yield from copy_rows(ctx, arr)
+    nvjpeg, why = device_io.jpeg_on_device_status(ctx.device)
+    yield from jpeg_speed_rows(ctx, arr, nvjpeg, why)
+    yield from jpeg_agreement_rows(ctx, nvjpeg, why)
+    yield from stream_rows(ctx, arr)
+
+
+def copy_rows(ctx: Context, arr) -> Iterator[Row]:
+    from worker import device_io
+
+    label = f"uint8 {arr.shape[1]}², batch {arr.shape[0]}"
+    if not ctx.cuda:
+        up = throughput_row(f"upload {label}", lambda: device_io.upload(arr, ctx.device), arr.shape[0], ctx,
+                            ctx.sizes.repeat, "CPU: the tensor shares the array, nothing is copied")
+        yield up
+        x = device_io.upload(arr, ctx.device)
+        yield throughput_row(f"download {label}", lambda: device_io.download(x), arr.shape[0], ctx,
+                             ctx.sizes.repeat, "CPU: the array shares the tensor")
+        return
+    for pinned in (True, False):
+        kind = "pinned, non_blocking" if pinned else "pageable"
+        row = throughput_row(f"upload {label}, {kind}",
+                             lambda pinned=pinned: device_io.upload(arr, ctx.device, pinned=pinned),
+                             arr.shape[0], ctx, ctx.sizes.repeat)
+        row.note = f"{arr.nbytes / max(float(row.ms), 1e-3) / 1e6:.1f} GB/s; {row.note}"
+        yield row
+    x = device_io.upload(arr, ctx.device)
+    for pinned in (True, False):
+        kind = "pinned, then the stream synchronised" if pinned else "pageable (.cpu())"
+        row = throughput_row(f"download {label}, {kind}",
+                             lambda pinned=pinned: device_io.download(x, pinned=pinned),
+                             arr.shape[0], ctx, ctx.sizes.repeat)
+        row.note = f"{arr.nbytes / max(float(row.ms), 1e-3) / 1e6:.1f} GB/s; {row.note}"
+        yield row
+
+
+def jpeg_files(arr, subsampling: int = 0, orientation: int = 1) -> list[bytes]:
+    """Each (H, W, 3) image of ``arr`` as a Pillow JPEG at quality 95, with an EXIF orientation tag."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    out = []
+    for rgb in arr:
+        buf = io.BytesIO()
+        opts = {"quality": 95, "subsampling": subsampling, "exif": exif.tobytes()}
+        Image.fromarray(rgb).save(buf, format="JPEG", **opts)
+        out.append(buf.getvalue())
+    return out
+
+
+def jpeg_speed_rows(ctx: Context, arr, nvjpeg: bool, why: str) -> Iterator[Row]:
+    from darkroom.acceptance import ImageLimits
+    from worker import device_io, imaging
+
+    datas, batch, limits = jpeg_files(arr), arr.shape[0], ImageLimits()
+    label = f"{arr.shape[1]}², batch {batch}, quality 95 4:4:4"
+    yield throughput_row(f"JPEG decode, Pillow (imaging.decode), {label}",
+                         lambda: [imaging.decode(d, limits) for d in datas], batch, ctx, ctx.sizes.repeat,
+                         "one host thread")
+    if nvjpeg:
+        yield throughput_row(f"JPEG decode, nvJPEG (decode_jpeg_device), {label}",
+                             lambda: device_io.decode_jpeg_device(datas, ctx.device), batch, ctx,
+                             ctx.sizes.repeat, "one batched call, pixels left on the device")
+    else:
+        yield Row(f"JPEG decode, nvJPEG, {label}", status="SKIP", note=why)
+    yield throughput_row(f"JPEG encode, host (imaging.encode), {label}",
+                         lambda: [imaging.encode(rgb, None, None, "jpeg", 95) for rgb in arr], batch, ctx,
+                         ctx.sizes.repeat, "one host thread")
+    if nvjpeg:
+        x = [t.permute(2, 0, 1).contiguous() for t in device_io.upload(arr, ctx.device)]
+        sizes = [len(f) for f in device_io.encode_jpegs_device(x, 95)]
+        host = [len(imaging.encode(rgb, None, None, "jpeg", 95).data) for rgb in arr]
+        yield throughput_row(f"JPEG encode, nvJPEG (encode_jpegs_device), {label}",
+                             lambda: device_io.encode_jpegs_device(x, 95), batch, ctx, ctx.sizes.repeat,
+                             f"files {sum(sizes) / sum(host):.2f}× the host encoder's bytes")
+    else:
+        yield Row(f"JPEG encode, nvJPEG, {label}", status="SKIP", note=why)
+
+
+def jpeg_agreement_rows(ctx: Context, nvjpeg: bool, why: str) -> Iterator[Row]:
+    """The device decoder's pixels against Pillow's (imaging.decode), per chroma subsampling; EXIF
+    orientation as the device path applies it (runs on any device); encode, then Pillow reads it."""
+    from benchmarks.effects import test_image
+    from darkroom.acceptance import ImageLimits
+    from worker import device_io, imaging
+
+    size, limits = ctx.sizes.agreement, ImageLimits()
+    arr = np.stack([test_image(size, size + 64, seed) for seed in (5, 6)])  # not square: rotations show
+    # The same pixels and settings with and without the tag give the same entropy-coded data, so Pillow
+    # decodes the same pixels: orient() on the untagged ones must equal Pillow's exif_transpose exactly.
+    plain = [imaging.decode(d, limits).rgb for d in jpeg_files(arr)]
+    pillow = [imaging.decode(d, limits).rgb for d in jpeg_files(arr, orientation=6)]
+    ours = [device_io.orient(device_io.upload(p[None], ctx.device)[0].permute(2, 0, 1), 6) for p in plain]
+    worst = max(int(np.abs(o.permute(1, 2, 0).cpu().numpy().astype(np.int16) - p).max())
+                for o, p in zip(ours, pillow, strict=True))
+    yield Row(f"EXIF orientation 6, orient() on {ctx.device.type} vs Pillow's exif_transpose, "
+              f"{size}x{size + 64}", max_diff=f"{worst}", status="PASS" if worst == 0 else "FAIL",
+              note="8-bit levels; must be 0")
+    if not nvjpeg:
+        yield Row("JPEG decode, nvJPEG vs Pillow pixels", status="SKIP", note=why)
+        return
+    bounds = {0: (device_io.JPEG_DECODE_MAX_LEVELS_444, device_io.JPEG_DECODE_MEAN_LEVELS_444),
+              2: (None, device_io.JPEG_DECODE_MEAN_LEVELS_420)}
+    for subsampling, (max_tol, mean_tol) in bounds.items():
+        files = jpeg_files(arr, subsampling, orientation=6)
+        ours = device_io.decode_jpeg_device(files, ctx.device, [6] * len(files))
+        diffs = [np.abs(o.permute(1, 2, 0).cpu().numpy().astype(np.int16) - imaging.decode(f, limits).rgb)
+                 for o, f in zip(ours, files, strict=True)]
+        top, mean = max(int(d.max()) for d in diffs), max(float(d.mean()) for d in diffs)
+        ok = mean <= mean_tol and (max_tol is None or top <= max_tol)
+        limit = f"max ≤ {max_tol}, " if max_tol is not None else "max reported only, "
+        yield Row(f"JPEG decode, nvJPEG vs Pillow pixels, 4:{'4:4' if subsampling == 0 else '2:0'}, "
+                  f"orientation 6", max_diff=f"{top}", status="PASS" if ok else "FAIL",
+                  note=f"8-bit levels; mean {mean:.2f} ({limit}mean ≤ {mean_tol:g}; worker/device_io.py)")
+    yield encode_agreement_row(ctx, arr)
+
+
+def encode_agreement_row(ctx: Context, arr) -> Row:
+    """nvJPEG's file with an ICC profile, read back by Pillow: the profile intact and the loss close
+    to the host encoder's at the same quality."""
+    from PIL import Image, ImageCms
+
+    from worker import device_io, imaging
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    x = torch.from_numpy(arr[0]).permute(2, 0, 1).contiguous().to(ctx.device)
+    im = Image.open(io.BytesIO(device_io.encode_jpeg_device(x, 95, icc)))
+    ours = int(np.abs(np.asarray(im.convert("RGB")).astype(np.int16) - arr[0]).max())
+    host = Image.open(io.BytesIO(imaging.encode(arr[0], None, None, "jpeg", 95).data))
+    theirs = int(np.abs(np.asarray(host.convert("RGB")).astype(np.int16) - arr[0]).max())
+    kept = im.info.get("icc_profile") == icc
+    return Row("JPEG encode, nvJPEG q95 + ICC, read back by Pillow", max_diff=f"{ours}",
+               status="PASS" if kept and ours <= max(2 * theirs, 8) else "FAIL",
+               note=f"8-bit levels vs the source (host encoder: {theirs}; bound max(2× host, 8)); "
+                    f"ICC profile {'intact' if kept else 'LOST'}")
+
+
+def stream_rows(ctx: Context, arr) -> Iterator[Row]:
+    """uint8 in -> upload -> float32 chain -> uint8 -> download, two batches at once from two threads
+    (the worker's batcher beside a slot thread's decode), on the default stream or a stream each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from benchmarks.effects import chain_case, params_for
+    from worker import device_io
+    from worker.effects import load_all
+    from worker.effects.chain import run_chain
+
+    load_all()
+    chain = [(name, params_for(name, overrides)) for name, overrides in chain_case(None).steps]
+    batch = arr.shape[0]
+    other = images(arr.shape[1], batch, ctx.device, seed=99)
+
+    def one(own_stream: bool) -> np.ndarray:
+        with torch.inference_mode(), device_io.batch_stream(ctx.device) if own_stream else nullcontext():
+            x = device_io.upload(arr, ctx.device).permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+            y = run_chain(x, [chain] * batch, list(range(batch)), {"dissolve": other})
+            return device_io.download(device_io.to_uint8(y).permute(0, 2, 3, 1).contiguous())
+
+    with ThreadPoolExecutor(2) as pool:
+        for own, how in ((False, "default stream"), (True, "a stream per batch (batch_stream)")):
+            reset_peak(ctx)
+            note = "" if ctx.cuda else "CPU: batch_stream is a no-op"
+            label = f"chain uint8→uint8 incl. copies, {arr.shape[1]}², 2 threads × batch {batch}, {how}"
+            yield throughput_row(label, lambda own=own: list(pool.map(one, [own, own])), 2 * batch, ctx,
+                                 ctx.sizes.repeat, note)
+
+
 SECTIONS: list[tuple[str, Callable[[Context], Iterator[Row]]]] = [
     ("chain", chain_rows),
+    ("io", io_rows),
     ("agreement", agreement_rows),
     ("pipeline", pipeline_rows),
     ("models", model_step_rows),

@@ -242,7 +242,12 @@ def _bhwc_to_bchw(arr: np.ndarray, device: str | torch.device) -> torch.Tensor:
     scale = 65535.0 if arr.dtype == np.uint16 else 255.0
     if not (arr.flags.writeable and arr.flags.c_contiguous):
         arr = np.array(arr, order="C")  # from_numpy needs positive strides and warns on read-only data
-    t = torch.from_numpy(arr).to(device)  # move the integers: 4x less to copy than float32
+    if torch.device(device).type == "cpu":
+        t = torch.from_numpy(arr)
+    else:  # move the integers (4x less to copy than float32), through pinned memory on CUDA
+        from worker import device_io
+
+        t = device_io.upload(arr, device)
     x = t.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
     return x.div_(scale)
 
@@ -265,9 +270,11 @@ def _to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
     at 1024² on 2 threads, against 2.0 ms for a uint8 tensor permuted afterwards)."""
     import torch
 
+    if x.device.type != "cpu":  # uint8 on the device, one copy back (pinned on CUDA)
+        from worker import device_io
+
+        return device_io.download(device_io.to_uint8(x).permute(0, 2, 3, 1).contiguous())
     y = x.float().mul(255.0).round_().clamp_(0.0, 255.0)
-    if y.device.type != "cpu":
-        return y.to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
     out = torch.empty((y.shape[0], y.shape[2], y.shape[3], y.shape[1]), dtype=torch.uint8)
     for c in range(y.shape[1]):
         out[..., c].copy_(y[:, c])
@@ -304,7 +311,11 @@ def _integers(arr: np.ndarray, device: str | torch.device) -> torch.Tensor:
         arr = arr.astype(np.int32)  # torch has no uint16 arithmetic on every build
     elif not (arr.flags.writeable and arr.flags.c_contiguous):
         arr = np.array(arr, order="C")
-    return torch.from_numpy(arr).to(device)
+    if torch.device(device).type == "cpu":
+        return torch.from_numpy(arr)
+    from worker import device_io
+
+    return device_io.upload(arr, device)
 
 
 def from_rgba_tensor(x: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -484,7 +495,7 @@ def _encode_opencv(
         return _png_with_icc(data, icc) if data and icc else data
     if fmt == "jpeg" and hasattr(cv2, "IMWRITE_JPEG_SAMPLING_FACTOR"):
         data = _opencv_encode(cv2, ".jpg", pixels, _jpeg_params(cv2, quality))
-        return _jpeg_with_icc(data, icc) if data and icc else data
+        return jpeg_with_icc(data, icc) if data and icc else data
     return None
 
 
@@ -538,9 +549,11 @@ def _png_with_icc(png: bytes, icc: bytes) -> bytes:
     return b"".join([png[:end], len(body).to_bytes(4, "big"), b"iCCP", body, crc, png[end:]])
 
 
-def _jpeg_with_icc(jpeg: bytes, icc: bytes) -> bytes:
-    """``jpeg`` with the profile in APP2 ``ICC_PROFILE`` segments (numbered from 1) after SOI and the
-    JFIF APP0 segment, split as Pillow splits it."""
+def jpeg_with_icc(jpeg: bytes, icc: bytes) -> bytes:
+    """``jpeg`` with the profile in APP2 ``ICC_PROFILE`` segments (numbered from 1) after SOI and a
+    leading JFIF APP0 segment, split as Pillow splits it (also used for nvJPEG's files, worker.device_io)."""
+    if jpeg[:2] != b"\xff\xd8":
+        raise InternalError("the JPEG encoder wrote no SOI marker first")
     size = _JPEG_ICC_CHUNK
     chunks = [icc[i : i + size] for i in range(0, len(icc), size)]
     if len(chunks) > 255:
