@@ -10,15 +10,18 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from darkroom import __version__
 from darkroom.models import use_models_config
+from darkroom.netguard import UrlPolicy
 from darkroom.plugins import load_plugins
 from darkroom.settings import Settings, get_settings
 from storage.jobs import JobStore, async_redis_client, pubsub_client
 from storage.objects import build_object_store
 
 from .auth import Authenticator, authenticate, keys_required
+from .create_batch import CreateBatcher
 from .deps import Services
 from .docs import install_docs
 from .errors import install_error_handlers
+from .fast_submit import FastSubmitMiddleware
 from .openapi import install_openapi
 from .proxy import FalProxyMiddleware
 from .routes import eachlabs, jwks, metrics, playground, queue, recipes, run, stream, system, uploads
@@ -33,7 +36,9 @@ def build_services(settings: Settings) -> Services:
     store = JobStore.from_settings(settings, async_client)
     events = pubsub_client(settings.redis_url, settings.redis_socket_timeout_s)
     return Services(
-        settings, store, build_object_store(settings), events, auth=Authenticator.build(settings, store.r),
+        settings, store, build_object_store(settings), events,
+        auth=Authenticator.build(settings, store.r, async_client),
+        creates=CreateBatcher(store, settings.api_create_batch), url_policy=UrlPolicy.from_settings(settings),
     )
 
 
@@ -80,7 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def install_middleware(app: FastAPI, settings: Settings) -> None:
-    """The fal JS-client proxy route, and CORS (outermost, so it also covers the proxy's answers)."""
+    """The submit fast path (innermost, so proxied submits take it too), the fal JS-client proxy route,
+    and CORS (outermost, so it also covers the proxy's answers)."""
+    app.add_middleware(FastSubmitMiddleware)
     app.add_middleware(FalProxyMiddleware, own_base_url=settings.api_base_url)
     if settings.cors_origins:
         app.add_middleware(

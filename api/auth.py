@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import redis
+import redis.asyncio as aioredis
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
@@ -31,8 +32,8 @@ from starlette.concurrency import run_in_threadpool
 from darkroom.errors import RateLimited, Unauthorized
 from darkroom.job import JobRecord
 from darkroom.settings import Settings
-from storage.apikeys import ApiKeyStore
-from storage.ratelimit import RateLimiter
+from storage.apikeys import ApiKeyInfo, ApiKeyStore
+from storage.ratelimit import Decision, RateLimiter
 
 from .deps import Services, load_job, services
 
@@ -96,9 +97,12 @@ class Authenticator:
     limiter: RateLimiter
 
     @classmethod
-    def build(cls, settings: Settings, client: redis.Redis) -> Authenticator:
-        auth = cls(keys_required(settings), ApiKeyStore(client),
-                   RateLimiter(client, settings.rate_limit_rps, settings.rate_limit_burst))
+    def build(cls, settings: Settings, client: redis.Redis,
+              async_client: aioredis.Redis | None = None) -> Authenticator:
+        """With ``async_client``, :meth:`caller_async` checks keys on the event loop."""
+        rate, burst = settings.rate_limit_rps, settings.rate_limit_burst
+        auth = cls(keys_required(settings), ApiKeyStore(client, async_client),
+                   RateLimiter(client, rate, burst, async_client))
         auth.announce(settings)
         return auth
 
@@ -123,15 +127,36 @@ class Authenticator:
     def caller(self, key: str | None) -> Caller:
         """The caller a presented key stands for; Unauthorized / RateLimited as the settings say."""
         if key is None:
-            if self.required:
-                raise Unauthorized(f"an API key is required: {HOW}")
-            return ANONYMOUS
+            return self._without_key()
         info, why = self.keys.verify(key)
         if info is None:
-            if self.required:
-                raise Unauthorized(f"{why}: {HOW}")
-            return ANONYMOUS
-        decision = self.limiter.take(info.key_id)
+            return self._unknown(why)
+        return self._limited(info, self.limiter.take(info.key_id))
+
+    async def caller_async(self, key: str | None) -> Caller:
+        """:meth:`caller` over the asyncio client (no threadpool hop on the event loop)."""
+        if key is None:
+            return self._without_key()
+        info, why = await self.keys.verify_async(key)
+        if info is None:
+            return self._unknown(why)
+        return self._limited(info, await self.limiter.take_async(info.key_id))
+
+    @property
+    def asynchronous(self) -> bool:
+        return self.keys.ar is not None
+
+    def _without_key(self) -> Caller:
+        if self.required:
+            raise Unauthorized(f"an API key is required: {HOW}")
+        return ANONYMOUS
+
+    def _unknown(self, why: str) -> Caller:
+        if self.required:
+            raise Unauthorized(f"{why}: {HOW}")
+        return ANONYMOUS
+
+    def _limited(self, info: ApiKeyInfo, decision: Decision) -> Caller:
         if not decision.allowed:
             raise RateLimited(
                 f"too many requests for API key {info.key_id}: at most {self.limiter.rate_per_s:g} per "
@@ -162,15 +187,21 @@ async def authenticate(
     On the event loop; a presented key is checked in the threadpool (key lookup and rate limit are
     blocking Redis calls), a request without one needs no I/O."""
     svc: Services = request.app.state.services  # not Depends(services): a node less on every request
-    key = presented_key(authorization, x_api_key)
-    if svc.auth is None:
-        caller = ANONYMOUS
-    elif key is None:
-        caller = svc.auth.caller(None)
-    else:
-        caller = await run_in_threadpool(svc.auth.caller, key)
+    caller = await caller_for(svc, presented_key(authorization, x_api_key))
     request.state.caller = caller
     return caller
+
+
+async def caller_for(svc: Services, key: str | None) -> Caller:
+    """The Caller a presented key (or None) stands for: :func:`authenticate`'s work, also used by the
+    submit fast path (api.fast_submit)."""
+    if svc.auth is None:
+        return ANONYMOUS
+    if key is None:
+        return svc.auth.caller(None)
+    if svc.auth.asynchronous:
+        return await svc.auth.caller_async(key)
+    return await run_in_threadpool(svc.auth.caller, key)  # blocking Redis calls: off the event loop
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]

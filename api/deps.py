@@ -15,7 +15,10 @@ from storage.jobs import JobStore
 from storage.objects import ObjectStore
 
 if TYPE_CHECKING:
+    from darkroom.netguard import UrlPolicy
+
     from .auth import Authenticator
+    from .create_batch import CreateBatcher
 
 
 @dataclass
@@ -25,6 +28,8 @@ class Services:
     objects: ObjectStore
     events: aioredis.Redis | None = None  # async client for pub/sub (status streams, sync runs)
     auth: Authenticator | None = None  # API keys and rate limits (api.auth); None: everyone is anonymous
+    creates: CreateBatcher | None = None  # submits' job creates, pipelined; None: store.create_async each
+    url_policy: UrlPolicy | None = None  # the fetch allow-list, parsed once; None: from settings each time
 
 
 async def services(request: Request) -> Services:

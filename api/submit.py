@@ -41,12 +41,13 @@ def stash_inline_inputs(svc: Services, request_id: str, data: dict) -> dict:
     """
     out = dict(data)
     for field in IMAGE_FIELDS:
-        out[field] = _stash_one(svc, request_id, field, out.get(field))
+        if field in out:
+            out[field] = _stash_one(svc, request_id, field, out[field])
     if isinstance(out.get("images"), dict):  # a pipeline's named images
         out["images"] = {
             name: _stash_one(svc, request_id, f"images.{name}", url) for name, url in out["images"].items()
         }
-    return {k: v for k, v in out.items() if k in data}
+    return out
 
 
 def _stash_one(svc: Services, request_id: str, field: str, value: object) -> object:
@@ -56,7 +57,7 @@ def _stash_one(svc: Services, request_id: str, field: str, value: object) -> obj
     if value.startswith("data:"):
         return _stash_data_uri(svc, request_id, field, value)
     if own_file_key(value, settings.api_base_url, settings.storage_backend) is None:
-        precheck_url(value, settings, what=field)
+        precheck_url(value, svc.url_policy or settings, what=field)
     return value
 
 
@@ -95,10 +96,11 @@ async def submit_job(
     """Store and enqueue one job; returns it with its queue position. ``idempotency(job)``: the
     Idempotency-Key record to write in the same step as the job.
 
-    Runs on the event loop: the record and its broker message go to Redis in one asyncio call, and
-    only inline images (screening, an object-store upload) move to the threadpool."""
+    Runs on the event loop: the record and its broker message go to Redis in one script (sent in one
+    pipeline with the other submits of the same loop turn, api.create_batch), and only inline images
+    (screening, an object-store upload) move to the threadpool."""
     if webhook_url:  # same address rules as input URLs (docs/decisions.md §16); the worker checks with DNS
-        precheck_url(webhook_url, svc.settings, what="webhook URL")
+        precheck_url(webhook_url, svc.url_policy or svc.settings, what="webhook URL")
     request_id = str(uuid.uuid4())
     if isinstance(body, PipelineInput):
         body = await expand_recipe(svc, body, owner)
@@ -128,7 +130,8 @@ async def submit_job(
         no_retry=no_retry,
     )
     write = idempotency(job) if idempotency else None
-    position = await svc.store.create_async(job, write)  # stored and enqueued together, or neither
+    create = svc.creates.create if svc.creates is not None else svc.store.create_async
+    position = await create(job, write)  # stored and enqueued together, or neither
     log.info("accepted %s for %s at position %d", request_id, app.app_id, position)
     count_submitted(app.app_id)
     return job, position

@@ -24,9 +24,10 @@ import time
 from urllib.parse import urlsplit
 
 
-def build_request(host: str, path: str, body: bytes) -> bytes:
+def build_request(host: str, path: str, body: bytes, headers: tuple[str, ...] = ()) -> bytes:
+    extra = "".join(f"{h.strip()}\r\n" for h in headers)
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{extra}"
         f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
     )
     return head.encode() + body
@@ -69,10 +70,11 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p * len(values)))] * 1000 if values else float("nan")
 
 
-async def run(url: str, body: bytes, n: int, clients: int, rate: float) -> dict:
+async def run(url: str, body: bytes, n: int, clients: int, rate: float,
+              headers: tuple[str, ...] = ()) -> dict:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    request = build_request(f"{host}:{port}", parts.path or "/", body)
+    request = build_request(f"{host}:{port}", parts.path or "/", body, headers)
     per_client = n // clients
     conns = [await asyncio.open_connection(host, port) for _ in range(clients)]  # before the clock
     t0 = time.perf_counter() + 0.05
@@ -109,6 +111,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50, help="concurrent connections (default 50)")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="open loop: requests per second in all (default 0: closed loop)")
+    parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                        help="an extra request header, e.g. an API key (repeatable)")
     args = parser.parse_args()
     try:
         import uvloop
@@ -116,7 +120,8 @@ def main() -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         pass
-    result = asyncio.run(run(args.url, args.body.encode(), args.n, args.clients, args.rate))
+    body = args.body.encode()
+    result = asyncio.run(run(args.url, body, args.n, args.clients, args.rate, tuple(args.header)))
     print(json.dumps(result))
 
 

@@ -233,6 +233,10 @@ class Settings(BaseSettings):
     api_metrics: bool = Field(
         True, description="Serve Prometheus metrics at `/metrics` on the API (no key needed, like /health)."
     )
+    api_create_batch: int = Field(
+        64, ge=1, description="Most job creates the API sends to Redis in one pipelined round trip (the "
+        "submits that arrive together share it; no waiting). 1: one round trip per submit."
+    )
 
     log_level: str = Field("INFO", description="Log level.")
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 import redis
+import redis.asyncio as aioredis
 
 from storage import keys
 
@@ -59,8 +60,9 @@ def digest(key: str) -> str:
 
 
 class ApiKeyStore:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, async_client: aioredis.Redis | None = None) -> None:
         self.r = client
+        self.ar = async_client  # for verify_async (the API's event loop)
 
     def create(self, name: str = "") -> tuple[ApiKeyInfo, str]:
         """Store a new key; returns its info and the key itself (shown once, never stored)."""
@@ -96,13 +98,27 @@ class ApiKeyStore:
         key_id = key_id_of(key)
         if key_id is None:
             return None, "malformed API key"
-        data = {k.decode(): v.decode() for k, v in self.r.hgetall(keys.api_key(key_id)).items()}
-        if not data or not hmac.compare_digest(data.get("hash", ""), digest(key)):
-            return None, "unknown API key"
-        info = _info(key_id, data)
-        if info.revoked:
-            return None, "this API key has been revoked"
-        return info, ""
+        return _verified(key_id, key, self.r.hgetall(keys.api_key(key_id)))
+
+    async def verify_async(self, key: str) -> tuple[ApiKeyInfo | None, str]:
+        """:meth:`verify` over the asyncio client."""
+        if self.ar is None:
+            raise RuntimeError("this ApiKeyStore was built without an asyncio client")
+        key_id = key_id_of(key)
+        if key_id is None:
+            return None, "malformed API key"
+        return _verified(key_id, key, await self.ar.hgetall(keys.api_key(key_id)))
+
+
+def _verified(key_id: str, key: str, stored: dict[bytes, bytes]) -> tuple[ApiKeyInfo | None, str]:
+    """:meth:`ApiKeyStore.verify`'s answer, given the key's stored hash (empty: no such key)."""
+    data = {k.decode(): v.decode() for k, v in stored.items()}
+    if not data or not hmac.compare_digest(data.get("hash", ""), digest(key)):
+        return None, "unknown API key"
+    info = _info(key_id, data)
+    if info.revoked:
+        return None, "this API key has been revoked"
+    return info, ""
 
 
 def _info(key_id: str, data: dict[str, str]) -> ApiKeyInfo:

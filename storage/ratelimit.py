@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
+import redis.asyncio as aioredis
 
 from storage import keys
 
@@ -43,10 +44,12 @@ class Decision:
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis, rate_per_s: float, burst: int) -> None:
+    def __init__(self, client: redis.Redis, rate_per_s: float, burst: int,
+                 async_client: aioredis.Redis | None = None) -> None:
         self.rate_per_s = rate_per_s
         self.burst = burst
         self._take = client.register_script(_TAKE)
+        self._take_async = async_client.register_script(_TAKE) if async_client is not None else None
 
     @property
     def enabled(self) -> bool:
@@ -57,4 +60,14 @@ class RateLimiter:
         if not self.enabled:
             return Decision(True, 0.0)
         allowed, wait = self._take(keys=[keys.rate_limit(key_id)], args=[self.rate_per_s, self.burst])
+        return Decision(bool(int(allowed)), float(wait))
+
+    async def take_async(self, key_id: str) -> Decision:
+        """:meth:`take` over the asyncio client."""
+        if not self.enabled:
+            return Decision(True, 0.0)
+        if self._take_async is None:
+            raise RuntimeError("this RateLimiter was built without an asyncio client")
+        bucket = [keys.rate_limit(key_id)]
+        allowed, wait = await self._take_async(keys=bucket, args=[self.rate_per_s, self.burst])
         return Decision(bool(int(allowed)), float(wait))

@@ -15,7 +15,7 @@ from darkroom.job import JobRecord
 from darkroom.outputs import public_result
 from darkroom.status import JobStatus
 
-from ..auth import CallerDep, caller_of, owned_job
+from ..auth import Caller, CallerDep, caller_of, owned_job
 from ..deps import Services, load_job, request_urls, services
 from ..errors import error_response
 from ..idempotency import fingerprint, submit_once
@@ -97,10 +97,40 @@ async def submit_options(
     }
 
 
+async def accept_submit(
+    svc: Services, app_spec: AppSpec, body: Any, caller: Caller, fal_webhook: str | None = None,
+    idempotency_key: str | None = None, x_fal_queue_priority: str | None = None,
+    x_fal_request_timeout: str | None = None, x_fal_no_retry: str | None = None,
+) -> JSONResponse:
+    """A validated queue submit, from the caller and fal's request headers to fal's answer: the one
+    body behind both the FastAPI route and the fast path in front of it (api.fast_submit)."""
+    options = await submit_options(caller, x_fal_queue_priority, x_fal_request_timeout, x_fal_no_retry)
+
+    def response(job: JobRecord) -> dict[str, Any]:
+        return {
+            "status": JobStatus.IN_QUEUE.value, "request_id": job.id, "gateway_request_id": job.id,
+            **request_urls(svc.settings, job.base_id, job.id),
+        }
+
+    async def accept(record=None) -> dict[str, Any]:
+        idempotency = (lambda job: record(response(job))) if record else None
+        job, position = await submit_job(svc, app_spec, body, webhook_url=fal_webhook or "",
+                                         idempotency=idempotency, **options)
+        return {**response(job), "queue_position": position}
+
+    if idempotency_key:
+        body_fingerprint = fingerprint(app_spec.app_id, body)
+        content = await submit_once(svc, idempotency_key, body_fingerprint, accept, owner=caller.owner)
+    else:
+        content = await accept()
+    return JSONResponse(content, headers={REQUEST_ID_HEADER: content["request_id"]})
+
+
 def _submit_route(app_spec: AppSpec):
-    """The hot path: its parameters are declared flat on the route and the caller comes from the
-    router's ``authenticate`` (no second CallerDep), since every dependency node costs FastAPI work
-    on every submit."""
+    """The route (and OpenAPI entry) of a submit: its parameters are declared flat and the caller
+    comes from the router's ``authenticate`` (no second CallerDep node). Plain JSON submits are
+    served before they get here, by api.fast_submit; this route answers the rest (and every
+    malformed one, so FastAPI words the 422s)."""
     model = app_spec.input_model
 
     async def submit(
@@ -112,32 +142,10 @@ def _submit_route(app_spec: AppSpec):
         x_fal_request_timeout: Annotated[str | None, Header()] = None,
         x_fal_no_retry: Annotated[str | None, Header(description="1|true|yes: never retry this job")] = None,
     ) -> JSONResponse:
-        svc: Services = request.app.state.services
-        options = await submit_options(
-            caller_of(request), x_fal_queue_priority, x_fal_request_timeout, x_fal_no_retry
+        return await accept_submit(
+            request.app.state.services, app_spec, body, caller_of(request), fal_webhook, idempotency_key,
+            x_fal_queue_priority, x_fal_request_timeout, x_fal_no_retry,
         )
-
-        def response(job: JobRecord) -> dict[str, Any]:
-            return {
-                "status": JobStatus.IN_QUEUE.value,
-                "request_id": job.id,
-                "gateway_request_id": job.id,
-                **request_urls(svc.settings, job.base_id, job.id),
-            }
-
-        async def accept(record=None) -> dict[str, Any]:
-            idempotency = (lambda job: record(response(job))) if record else None
-            job, position = await submit_job(svc, app_spec, body, webhook_url=fal_webhook or "",
-                                             idempotency=idempotency, **options)
-            return {**response(job), "queue_position": position}
-
-        if idempotency_key:
-            body_fingerprint = fingerprint(app_spec.app_id, body)
-            owner = options["owner"]
-            content = await submit_once(svc, idempotency_key, body_fingerprint, accept, owner=owner)
-        else:
-            content = await accept()
-        return JSONResponse(content, headers={REQUEST_ID_HEADER: content["request_id"]})
 
     submit.__name__ = "submit_" + app_spec.app_id.replace("/", "_").replace("-", "_")
     return submit

@@ -60,7 +60,9 @@ def api(host: str | None, port: int | None) -> None:
     tls = {}
     if settings.tls_certfile and settings.tls_keyfile:  # HTTPS (fal clients insist on it)
         tls = {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile)}
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", **tls)
+    # uvicorn picks uvloop and httptools by itself when installed (the server extra has both). Its
+    # access lines are INFO, below "warning" anyway: access_log=False skips building them at all.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False, **tls)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
