@@ -71,40 +71,68 @@ return pos
 #   retry                 a scheduled retry of an attempt that failed transiently
 #   busy                  a duplicate delivery while a live worker holds the job's lease
 #   crashed               redelivered while nobody holds the lease: the last attempt died
-_START = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'missing', 0, 0} end
-if status == 'COMPLETED' then return {'completed', 0, 0} end
-local outcome = 'started'
-if status == 'IN_PROGRESS' then
-  if redis.call('HGET', KEYS[1], 'retry_pending') == '1' then
-    outcome = 'retry'
-    redis.call('HDEL', KEYS[1], 'retry_pending')
-  elseif redis.call('EXISTS', KEYS[5]) == 1 then
-    return {'busy', 0, 0}
-  else
-    outcome = 'crashed'
-    redis.call('HINCRBY', KEYS[1], 'crashes', 1)
+# The body is a Lua function shared with _BEGIN (K and A are _START's KEYS and ARGV).
+_START_JOB = """
+local function start_job(K, A)
+  local status = redis.call('HGET', K[1], 'status')
+  if not status then return {'missing', 0, 0} end
+  if status == 'COMPLETED' then return {'completed', 0, 0} end
+  local outcome = 'started'
+  if status == 'IN_PROGRESS' then
+    if redis.call('HGET', K[1], 'retry_pending') == '1' then
+      outcome = 'retry'
+      redis.call('HDEL', K[1], 'retry_pending')
+    elseif redis.call('EXISTS', K[5]) == 1 then
+      return {'busy', 0, 0}
+    else
+      outcome = 'crashed'
+      redis.call('HINCRBY', K[1], 'crashes', 1)
+    end
   end
+  redis.call('SET', K[5], A[3], 'PX', A[4])
+  redis.call('ZREM', K[2], A[2])
+  redis.call('ZREM', K[3], A[2])
+  local attempts = redis.call('HINCRBY', K[1], 'attempts', 1)
+  redis.call('HSET', K[1], 'worker', A[3], 'touched_at', A[1])
+  redis.call('ZADD', K[6], A[1], A[2])
+  if outcome == 'started' then
+    redis.call('HSET', K[1], 'status', 'IN_PROGRESS', 'started_at', A[1])
+    redis.call('PUBLISH', K[4], 'IN_PROGRESS')
+    local seq = tonumber(redis.call('HGET', K[1], 'seq') or '0')
+    if seq > tonumber(redis.call('GET', K[8]) or '0') then redis.call('SET', K[8], seq) end
+  end
+  if outcome ~= 'crashed' then  -- after a crash the worker first decides whether to run it at all
+    redis.call('RPUSH', K[7], string.format(A[5], attempts))
+    redis.call('EXPIRE', K[7], A[6])
+    redis.call('PUBLISH', K[4], 'LOG')
+  end
+  return {outcome, attempts, tonumber(redis.call('HGET', K[1], 'crashes') or '0')}
 end
-redis.call('SET', KEYS[5], ARGV[3], 'PX', ARGV[4])
-redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('ZREM', KEYS[3], ARGV[2])
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'worker', ARGV[3], 'touched_at', ARGV[1])
-redis.call('ZADD', KEYS[6], ARGV[1], ARGV[2])
-if outcome == 'started' then
-  redis.call('HSET', KEYS[1], 'status', 'IN_PROGRESS', 'started_at', ARGV[1])
-  redis.call('PUBLISH', KEYS[4], 'IN_PROGRESS')
-  local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
-  if seq > tonumber(redis.call('GET', KEYS[8]) or '0') then redis.call('SET', KEYS[8], seq) end
+"""
+
+_START = _START_JOB + "return start_job(KEYS, ARGV)"
+
+# The worker's first step in one round trip: read the job's record and start its attempt (_START).
+# KEYS: job, events, lease, running, logs   ARGV: as _START's, then the queued keys' text around the
+# app id (before, after: normal; before, after: low) and the started watermarks (normal, low): those
+# keys depend on the record's app and priority, so the script builds them (storage/keys.py spells them).
+# -> {outcome, attempts, crashes, the record as read before the start (flat field/value list)}
+_BEGIN = _START_JOB + """
+local record = redis.call('HGETALL', KEYS[1])
+if #record == 0 then return {'missing', 0, 0, record} end
+local app, low = '', false
+for i = 1, #record, 2 do
+  if record[i] == 'app_id' then app = record[i + 1] end
+  if record[i] == 'priority' then low = record[i + 1] == 'low' end
 end
-if outcome ~= 'crashed' then  -- after a crash the worker first decides whether to run it at all
-  redis.call('RPUSH', KEYS[7], string.format(ARGV[5], attempts))
-  redis.call('EXPIRE', KEYS[7], ARGV[6])
-  redis.call('PUBLISH', KEYS[4], 'LOG')
-end
-return {outcome, attempts, tonumber(redis.call('HGET', KEYS[1], 'crashes') or '0')}
+local queued_normal = ARGV[7] .. app .. ARGV[8]
+local queued_low = ARGV[9] .. app .. ARGV[10]
+local watermark = ARGV[11]
+if low then watermark = ARGV[12] end
+local started = start_job({KEYS[1], queued_normal, queued_low, KEYS[2], KEYS[3], KEYS[4], KEYS[5], watermark},
+  ARGV)
+started[4] = record
+return started
 """
 
 # KEYS: job, queued(normal), queued(low), events, running, logs, lease, webhook, pending webhooks,
@@ -219,6 +247,18 @@ return lost
 CANCELLED_DETAIL = "The request was cancelled"
 
 
+def _around_app(priority: str) -> list[str]:
+    """The text of ``keys.queued(app, priority)`` before and after the app id (for _BEGIN)."""
+    mark = "\x00app\x00"
+    before, after = keys.queued(mark, priority).split(mark)
+    return [before, after]
+
+
+_BEGIN_KEY_PARTS = [*_around_app("normal"), *_around_app("low"),
+                    keys.started_watermark(broker.queue_key("normal")),
+                    keys.started_watermark(broker.queue_key("low"))]
+
+
 @dataclass(frozen=True)
 class Finished:
     """What a completion attempt did: ``won`` is True only for the first completion of a job;
@@ -259,6 +299,7 @@ class JobStore:
         self._create = client.register_script(_CREATE)
         self._create_async = async_client.register_script(_CREATE) if async_client is not None else None
         self._start = client.register_script(_START)
+        self._begin = client.register_script(_BEGIN)
         self._finish = client.register_script(_FINISH)
         self._cancel = client.register_script(_CANCEL)
         self._release = client.register_script(_RELEASE)
@@ -355,6 +396,21 @@ class JobStore:
         outcome, attempts, crashes = self._start(keys=script_keys, args=args)
         return StartResult(outcome.decode(), int(attempts), int(crashes))
 
+    def begin(self, request_id: str, worker: str, lease_ttl_s: float) -> tuple[JobRecord | None, StartResult]:
+        """:meth:`get` and :meth:`start` in one step (one round trip): the job as it was before this
+        start (None when there is none) and what the start did."""
+        entry = LogEntry.now("attempt %d started").model_dump_json()
+        args = [time.time(), request_id, worker, int(lease_ttl_s * 1000), entry, self.retention_s,
+                *_BEGIN_KEY_PARTS]
+        script_keys = [keys.job(request_id), keys.job_events(request_id), keys.job_lease(request_id),
+                       keys.RUNNING, keys.job_logs(request_id)]
+        outcome, attempts, crashes, flat = self._begin(keys=script_keys, args=args)
+        started = StartResult(outcome.decode(), int(attempts), int(crashes))
+        if not flat:
+            return None, started
+        fields = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+        return JobRecord.from_hash(fields), started
+
     def refresh_leases(self, request_ids: list[str], worker: str, ttl_s: float) -> list[str]:
         """Keep ``worker``'s leases alive; returns the jobs another worker has taken over."""
         if not request_ids:
@@ -367,6 +423,15 @@ class JobStore:
         """At a step boundary, in one round trip: (cancel requested, the worker of the latest attempt)."""
         cancel, worker = self.r.hmget(keys.job(request_id), "cancel_requested", "worker")
         return cancel == b"1", (worker or b"").decode()
+
+    def step_checks(self, request_ids: list[str]) -> list[tuple[bool, str]]:
+        """:meth:`step_check` for several jobs (a batch at its step boundary), in one round trip."""
+        if len(request_ids) == 1:
+            return [self.step_check(request_ids[0])]
+        pipe = self.r.pipeline(transaction=False)
+        for rid in request_ids:
+            pipe.hmget(keys.job(rid), "cancel_requested", "worker")
+        return [(cancel == b"1", (worker or b"").decode()) for cancel, worker in pipe.execute()]
 
     def release(self, request_id: str, worker: str) -> None:
         """Drop the job's lease if ``worker`` holds it."""

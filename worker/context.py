@@ -39,7 +39,14 @@ class WorkerContext:
     def step_stop(self, request_id: str) -> Exception | None:
         """Why a job should not pass its next step boundary: another attempt took it over
         (Superseded), it was cancelled, or it ran past its soft time limit; None to go on."""
-        cancelled, latest = self.store.step_check(request_id)
+        return self._stop_for(request_id, *self.store.step_check(request_id))
+
+    def step_stops(self, request_ids: list[str]) -> list[Exception | None]:
+        """:meth:`step_stop` for the jobs of a batch, asked in one round trip."""
+        checks = self.store.step_checks(request_ids)
+        return [self._stop_for(rid, *check) for rid, check in zip(request_ids, checks, strict=True)]
+
+    def _stop_for(self, request_id: str, cancelled: bool, latest: str) -> Exception | None:
         if latest and latest != self.worker_id:
             return Superseded(f"another attempt of job {request_id} started on {latest}")
         if cancelled:
@@ -77,7 +84,7 @@ def pick_device(name: str) -> torch.device:
 
 
 def build_context(settings: Settings) -> WorkerContext:
-    from worker.runner import run_batch
+    from worker.runner import check_steps, run_batch
 
     if settings.worker_tune_malloc:
         tune_malloc()
@@ -96,6 +103,7 @@ def build_context(settings: Settings) -> WorkerContext:
     ctx.batcher = Batcher(
         lambda batch: run_batch(ctx, batch), settings.max_batch_size, settings.max_wait_ms,
         request_id=lambda prepared: prepared.job.id,  # a batch's log lines carry its jobs' ids
+        admit=lambda batch: check_steps(ctx, [prepared.job for prepared in batch]),
     )
     log.info("worker %s ready: device=%s threads=%d", ctx.worker_id, device, torch.get_num_threads())
     return ctx

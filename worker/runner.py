@@ -34,11 +34,10 @@ def begin(ctx: WorkerContext, request_id: str) -> JobRecord | None:
 
     A duplicate delivery of a job that a live worker holds is dropped: if that worker dies, its lease
     lapses and the recovery sweep sends the job again."""
-    job = ctx.store.get(request_id)
+    job, started = ctx.store.begin(request_id, ctx.worker_id, ctx.settings.heartbeat_ttl_s)
     if job is None:
         log.warning("job %s not found (expired or deleted); dropping its message", request_id)
         return None
-    started = ctx.store.start(job, ctx.worker_id, ctx.settings.heartbeat_ttl_s)
     if started.outcome in ("missing", "completed", "busy"):
         log.info("job %s: %s; nothing to do for this delivery", request_id, started.outcome)
         return None
@@ -61,29 +60,33 @@ def begin(ctx: WorkerContext, request_id: str) -> JobRecord | None:
 def check_step(ctx: WorkerContext, job: JobRecord) -> None:
     """At every step boundary: stop if another worker took the job over, if it was cancelled or if it
     ran past its soft time limit."""
-    stop = ctx.step_stop(job.id)
-    if isinstance(stop, RequestTimeout):
-        # Read again: a process stopped (SIGSTOP) since the read above counts the stopped time here,
-        # and another worker may have taken the job over meanwhile.
-        _stop_if_superseded(ctx, job, ctx.store.step_check(job.id)[1])
+    stop = check_steps(ctx, [job])[0]
     if stop is not None:
         raise stop
 
 
-def _stop_if_superseded(ctx: WorkerContext, job: JobRecord, latest: str) -> None:
-    if latest and latest != ctx.worker_id:
-        raise Superseded(f"another attempt of job {job.id} started on {latest}")
+def check_steps(ctx: WorkerContext, jobs: list[JobRecord]) -> list[Exception | None]:
+    """:func:`check_step` for a batch's jobs at once (one round trip): each job's reason to stop, or
+    None. The batcher asks it before a job's first batch runs and after its last one."""
+    stops = ctx.step_stops([job.id for job in jobs])
+    for i, (job, stop) in enumerate(zip(jobs, stops, strict=True)):
+        if isinstance(stop, RequestTimeout):
+            # Read again: a process stopped (SIGSTOP) since the read above counts the stopped time
+            # here, and another worker may have taken the job over meanwhile.
+            latest = ctx.store.step_check(job.id)[1]
+            if latest and latest != ctx.worker_id:
+                stops[i] = Superseded(f"another attempt of job {job.id} started on {latest}")
+    return stops
 
 
 def prepare(ctx: WorkerContext, job: JobRecord) -> Prepared:
-    """Steps 2-3: validate the stored input, then the pipeline fetches and decodes what it needs."""
+    """Steps 2-3: validate the stored input, then the pipeline fetches and decodes what it needs. (The
+    step boundary after it is checked by the batcher, for the whole batch, right before it runs.)"""
     app = APPS.get(job.app_id)
     if app is None:
         raise InvalidInput(f"unknown app {job.app_id}")
     body = app.input_model.model_validate(job.input, context={"trusted": True})
-    prepared = get_pipeline(app.pipeline).prepare(ctx, job, body)
-    check_step(ctx, job)
-    return prepared
+    return get_pipeline(app.pipeline).prepare(ctx, job, body)
 
 
 def run_batch(ctx: WorkerContext, batch: list[Prepared]) -> list:
@@ -100,9 +103,11 @@ def run_batch(ctx: WorkerContext, batch: list[Prepared]) -> list:
     return out
 
 
-def finish(ctx: WorkerContext, p: Prepared, output) -> bool:
-    """Steps 5-7: encode and store the outputs, record COMPLETED. False if another run won."""
-    check_step(ctx, p.job)
+def finish(ctx: WorkerContext, p: Prepared, output, checked: bool = False) -> bool:
+    """Steps 5-7: encode and store the outputs, record COMPLETED. False if another run won.
+    ``checked``: the step boundary before it was checked already (the batcher does, after a batch)."""
+    if not checked:
+        check_step(ctx, p.job)
     t0 = time.perf_counter()
     result = get_pipeline(p.pipeline).finish(ctx, p, output)
     p.timings["finish_s"] = time.perf_counter() - t0
@@ -137,7 +142,7 @@ def _run_job(ctx: WorkerContext, request_id: str) -> None:
                 raise
             rgb = ctx.batcher.submit(prepared.batch_key, prepared).result()
             with ctx.tracker.track(job.id):
-                finish(ctx, prepared, rgb)
+                finish(ctx, prepared, rgb, checked=True)
         # Here the job completed (or failed for good): that step released the lease. A heartbeat
         # that raced it may have set the lease once more; it expires unused, as a completed job's
         # lease is never consulted.

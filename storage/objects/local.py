@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -16,6 +16,9 @@ from darkroom.settings import Settings
 from storage.objects.base import ObjectInfo, ObjectStore, check_key, register_backend
 
 log = logging.getLogger(__name__)
+# what tempfile.mkstemp opens with (owner-only, as before)
+_CREATE_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                 | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
 
 
 class LocalObjectStore(ObjectStore):
@@ -31,12 +34,22 @@ class LocalObjectStore(ObjectStore):
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         target = self.path(key)
+        # A temporary name no other writer uses (O_EXCL makes sure), renamed into place: cheaper than
+        # tempfile.mkstemp, which matters for small outputs (one put per job).
+        tmp = target.parent / f".tmp-{uuid.uuid4().hex}"
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
+            try:
+                fd = os.open(tmp, _CREATE_FLAGS, 0o600)
+            except FileNotFoundError:  # the request's folder does not exist yet
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(tmp, _CREATE_FLAGS, 0o600)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
         except OSError as exc:
             raise StorageUnavailable(f"local storage write failed: {exc}") from exc
 
