@@ -264,7 +264,8 @@ def _cmyk_to_rgb(im: Image.Image) -> np.ndarray:
 
 
 def to_tensor(images: Sequence[DecodedImage], device: str | torch.device = "cpu") -> torch.Tensor:
-    """``(B, 3, H, W)`` float32 in [0, 1] on ``device`` (uint8 / 255, uint16 / 65535); alpha stays out."""
+    """``(B, 3, H, W)`` float32 in [0, 1] on ``device`` (uint8 / 255, uint16 / 65535); alpha stays out.
+    Images decoded on the device (worker.device_io.DeviceImage) are converted where they are."""
     import torch
 
     if not images:
@@ -272,6 +273,11 @@ def to_tensor(images: Sequence[DecodedImage], device: str | torch.device = "cpu"
     sizes = {(im.height, im.width) for im in images}
     if len(sizes) != 1:
         raise ValueError(f"images of one batch must share a size, got (H, W) {sorted(sizes)}")
+    if not all(isinstance(im.rgb, np.ndarray) for im in images):  # some decoded on the device (nvJPEG)
+        from worker import device_io
+
+        return torch.cat([_bhwc_to_bchw(im.rgb[None], device) if isinstance(im.rgb, np.ndarray)
+                          else device_io.device_images_to_float([im]) for im in images])
     if len({im.rgb.dtype for im in images}) == 1:
         arr = images[0].rgb[None] if len(images) == 1 else np.stack([im.rgb for im in images])
         return _bhwc_to_bchw(arr, device)

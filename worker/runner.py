@@ -21,6 +21,7 @@ from darkroom.errors import (
 )
 from darkroom.job import JobRecord, LogEntry
 from darkroom.logs import request_context
+from worker import device_io
 from worker.context import WorkerContext
 from worker.metrics import batch_ran, job_started
 from worker.outcomes import complete_job, fail_job, record_failure
@@ -95,7 +96,8 @@ def run_batch(ctx: WorkerContext, batch: list[Prepared]) -> list:
         p.batch_sizes.append(len(batch))
     batch_ran(batch[0].pipeline, len(batch))
     t0 = time.perf_counter()
-    with torch.inference_mode(), ctx.tracker.track(*(p.job.id for p in batch)):
+    ids = [p.job.id for p in batch]
+    with torch.inference_mode(), device_io.batch_stream(ctx.device), ctx.tracker.track(*ids):
         out = get_pipeline(batch[0].pipeline).run(ctx, batch)
     elapsed = time.perf_counter() - t0
     for p in batch:  # a multi-step item runs in several batches: its run time adds up
