@@ -29,7 +29,6 @@ import base64
 import json
 import os
 import socket
-import uuid
 
 import redis
 from celery import Celery
@@ -97,7 +96,13 @@ def task_message(task: str, request_id: str, queue: str, priority: int = 0) -> s
     job store can push them inside the Lua script that changes the record (a record and its message
     exist together or not at all, in one round trip). tests/integration/test_broker.py checks them
     against what Celery itself sends."""
-    task_id = str(uuid.uuid4())
+    task_id, delivery_tag = _uuid4_pair()
+    return render_task_message(task, request_id, queue, priority, task_id, delivery_tag)
+
+
+def envelope(task: str, request_id: str, queue: str, priority: int, task_id: str, delivery_tag: str) -> dict:
+    """The message as a dict: the body (the task's arguments, JSON then base64), its headers and the
+    transport's properties."""
     args = [request_id]
     body = json.dumps([args, {}, _EMBED]).encode()
     headers = {
@@ -110,13 +115,62 @@ def task_message(task: str, request_id: str, queue: str, priority: int = 0) -> s
     properties = {
         "correlation_id": task_id, "reply_to": None, "delivery_mode": 2,
         "delivery_info": {"exchange": "", "routing_key": queue},
-        "priority": priority, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
+        "priority": priority, "body_encoding": "base64", "delivery_tag": delivery_tag,
     }
-    envelope = {
+    return {
         "body": base64.b64encode(body).decode(), "content-encoding": "utf-8",
         "content-type": "application/json", "headers": headers, "properties": properties,
     }
-    return json.dumps(envelope)
+
+
+def render_task_message(task: str, request_id: str, queue: str, priority: int, task_id: str,
+                        delivery_tag: str) -> str:
+    """``json.dumps(envelope(...))``, written into the JSON text of the same envelope with marks in
+    place of the four values that change per message (cached per task, queue, priority and origin; with
+    :func:`_uuid4_pair`, a quarter of the time). ``task_id`` and ``delivery_tag`` must be uuid4 strings
+    (nothing to escape)."""
+    key = (task, queue, priority, _ORIGIN)
+    parts = _TEMPLATES.get(key)
+    if parts is None:
+        parts = _TEMPLATES[key] = _template(task, queue, priority)
+    body_head, body_tail, head, after_body, after_id, after_root, after_args, after_corr, tail = parts
+    body = base64.b64encode(f"{body_head}{json.dumps(request_id)}{body_tail}".encode()).decode()
+    return (f'{head}"{body}"{after_body}"{task_id}"{after_id}"{task_id}"{after_root}'
+            f'{json.dumps(repr([request_id]))}{after_args}"{task_id}"{after_corr}"{delivery_tag}"{tail}')
+
+
+# marks for the per-message values, in the order json.dumps writes them (control characters: the JSON of
+# a mark, \u0000…, cannot occur in the rest of the envelope's text)
+_MARKS = ("\0body\0", "\0id\0", "\0root_id\0", "\0argsrepr\0", "\0correlation_id\0", "\0delivery_tag\0")
+_TEMPLATES: dict[tuple[str, str, int, str], tuple[str, ...]] = {}
+
+
+def _template(task: str, queue: str, priority: int) -> tuple[str, ...]:
+    """The texts around the marks: the body's two, then the envelope's seven."""
+    body_head, body_tail = json.dumps([["\0"], {}, _EMBED]).split(json.dumps("\0"))
+    marked = envelope(task, "", queue, priority, _MARKS[1], _MARKS[5])
+    marked["body"] = _MARKS[0]
+    marked["headers"]["root_id"] = _MARKS[2]
+    marked["headers"]["argsrepr"] = _MARKS[3]
+    marked["properties"]["correlation_id"] = _MARKS[4]
+    text = json.dumps(marked)
+    pieces = []
+    for mark in _MARKS:
+        before, text = text.split(json.dumps(mark))  # ValueError unless each mark occurs exactly once
+        pieces.append(before)
+    return (body_head, body_tail, *pieces, text)
+
+
+def _uuid4_pair() -> tuple[str, str]:
+    """Two ``str(uuid.uuid4())``: the same bytes from os.urandom with the same version and variant
+    bits, formatted alike, without building UUID objects (a third of the time), from one read."""
+    raw = bytearray(os.urandom(32))
+    for at in (0, 16):
+        raw[at + 6] = raw[at + 6] & 0x0F | 0x40  # version 4
+        raw[at + 8] = raw[at + 8] & 0x3F | 0x80  # variant: RFC 4122
+    h = raw.hex()
+    return (f"{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}",
+            f"{h[32:40]}-{h[40:44]}-{h[44:48]}-{h[48:52]}-{h[52:64]}")
 
 
 def job_message(request_id: str, priority: str) -> str:

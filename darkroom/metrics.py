@@ -39,7 +39,13 @@ def outcome_of(error: dict | None) -> tuple[str, str]:
 
 
 def count_submitted(app_id: str) -> None:
-    JOBS_SUBMITTED.labels(app_id).inc()
+    child = _SUBMITTED.get(app_id)
+    if child is None:  # labels() takes a lock and builds its key each time: keep each app's child
+        child = _SUBMITTED[app_id] = JOBS_SUBMITTED.labels(app_id)
+    child.inc()
+
+
+_SUBMITTED: dict[str, Counter] = {}
 
 
 def count_completed(app_id: str, error: dict | None) -> None:

@@ -269,3 +269,15 @@ def test_encode_within_raises_output_too_large(fmt):
         encode_within(rgb, None, None, fmt, 90, 1_000)
     assert info.value.code == "output_too_large"
     assert f"the {fmt} output is" in str(info.value) and "over max_bytes (1,000)" in str(info.value)
+
+
+def test_png_rle_strategy_is_chosen_for_noise_not_for_gradients() -> None:
+    rng = np.random.default_rng(5)
+    noise = (rng.random((96, 128, 3)) * 255).astype(np.uint8)
+    yy, xx = np.mgrid[0:96, 0:128]
+    gradient = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8)
+    assert imaging._rle_suits(noise)
+    assert not imaging._rle_suits(gradient)
+    for px in (noise, gradient, noise[:1, :1], gradient[:3]):
+        data = imaging.encode(px, None, None, "png", 90).data
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), px)
