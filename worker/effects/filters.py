@@ -1,9 +1,9 @@
 """Filter helpers shared by blur, glow, sharpen and grain (no effect registers here).
 
-* Gaussian kernels (the node's, in units of the radius) run as two depthwise 1-D convolutions on a
-  channels-last tensor: on CPU oneDNN's channels-last depthwise path is 10-20x faster than the same
-  conv on a contiguous NCHW tensor (effects.md, "Where the time goes"), and two 1-D passes cost O(k)
-  per pixel instead of the node's O(k^2).
+* Gaussian kernels (the node's, in units of the radius) run as two 1-D passes of shifted
+  multiply-adds on the input's own (contiguous) layout: O(k) per pixel instead of the node's O(k^2).
+  Measured at 1024² against two depthwise 1-D convolutions on a channels-last copy (oneDNN): radius 3,
+  12 vs 25 ms on one thread and 6.6 vs 11 ms on two; radius 31, 30 vs 40 ms on two; the same bits.
 * Box sums (basic sharpen, kuwahara) use binary doubling of shifted adds: O(log k) per pixel, in the
   input's own layout, exact up to float32 rounding of positive sums (no cumulative-sum cancellation).
 * The bilateral filter (smart sharpen) is cv2's on CPU and an offset loop in torch elsewhere.
@@ -17,7 +17,6 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from worker.effects.common import pad_reflect
 
@@ -46,16 +45,6 @@ def pixel_gaussian_taps(sigma_px: float, radius: int) -> list[float]:
     return [v / total for v in w]
 
 
-def to_channels_last(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=CHANNELS_LAST)
-
-
-def padded_channels_last(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
-    """Reflect-pad, then channels-last (padding a contiguous NCHW tensor is ~5x cheaper than padding a
-    channels-last one, and the layout change costs one copy either way)."""
-    return to_channels_last(pad_reflect(x, ph, pw))
-
-
 def same_layout(y: torch.Tensor, x: torch.Tensor) -> bool:
     return y.is_contiguous() == x.is_contiguous() and y.is_contiguous(memory_format=CHANNELS_LAST) == (
         x.is_contiguous(memory_format=CHANNELS_LAST)
@@ -78,33 +67,13 @@ def clamped_like_input(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.clamp(y, 0.0, 1.0, out=torch.empty_like(x))
 
 
-def _kernel(taps: Sequence[float], channels: int, like: torch.Tensor, vertical: bool) -> torch.Tensor:
-    k = torch.tensor(taps, dtype=like.dtype, device=like.device)
-    shape = (1, 1, len(taps), 1) if vertical else (1, 1, 1, len(taps))
-    return k.view(shape).repeat(channels, 1, 1, 1)
-
-
-def conv_separable_valid(xp: torch.Tensor, taps_h: Sequence[float], taps_v: Sequence[float]) -> torch.Tensor:
-    """Depthwise separable correlation without padding: ``(B, C, H, W) -> (B, C, H-kv+1, W-kh+1)``.
-
-    Taps are applied left to right / top to bottom (correlation, as ``F.conv2d``)."""
-    c = xp.shape[1]
-    xp = to_channels_last(xp)
-    if len(taps_h) > 1:
-        xp = F.conv2d(xp, _kernel(taps_h, c, xp, vertical=False), groups=c)
-    if len(taps_v) > 1:
-        xp = F.conv2d(xp, _kernel(taps_v, c, xp, vertical=True), groups=c)
-    return xp
-
-
 def filter_separable(x: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
-    """Same-size separable filter with an odd, centred kernel (same taps on both axes), reflect borders.
-
-    Returns a channels-last tensor (callers restore the input's layout once they are done)."""
+    """Same-size separable filter with an odd, centred kernel (same taps on both axes), reflect borders,
+    in the input's layout: one shifted multiply-add per tap along W, then along H."""
     r = len(taps) // 2
     if r == 0:
-        return to_channels_last(x) * float(taps[0])
-    return conv_separable_valid(padded_channels_last(x, r, r), taps, taps)
+        return x * float(taps[0])
+    return shift_add_1d(shift_add_1d(pad_reflect(x, r, r), taps, -1), taps, -2)
 
 
 def box_sum_valid(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
