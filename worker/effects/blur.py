@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from worker.effects.common import REC601, clamp01_, luma, pad_reflect
+from worker.effects.common import REC601, clamp_finite_, luma, pad_reflect
 from worker.effects.filters import box_sum_valid, clamped_like_input, gaussian_blur_node, like_input
 from worker.effects.registry import BatchParams, register
 
@@ -64,7 +64,7 @@ def kuwahara(x: torch.Tensor, radius: int) -> torch.Tensor:
     index = offset.add_(pixel.to(torch.int32)).view(b, 1, h * w).long()
     flat = colour.reshape(b, 3, -1)
     out = torch.gather(flat, 2, index.expand(b, 3, h * w)).view(b, 3, h, w)
-    return like_input(clamp01_(out.mul_(1.0 / (r + 1) ** 2)), x)
+    return like_input(clamp_finite_(out.mul_(1.0 / (r + 1) ** 2)), x)
 
 
 @register("blur", key_fields=("blur_type", "blur_radius", "blur_sigma"))

@@ -25,6 +25,12 @@ def clamp01_(y: torch.Tensor) -> torch.Tensor:
     return y.nan_to_num_(nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
 
 
+def clamp_finite_(y: torch.Tensor) -> torch.Tensor:
+    """``y`` clamped to [0, 1] in place, for results finite by construction (finite inputs in [0, 1],
+    no division, log or root): one pass instead of :func:`clamp01_`'s two."""
+    return y.clamp_(0.0, 1.0)
+
+
 def select(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``torch.where(mask, a, b)`` for finite float tensors, as a lerp by the 0/1 mask (exact: torch's
     lerp returns its end points unchanged at weights 0 and 1). On the CPU ``torch.where`` runs an

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from worker.effects.common import REC601, REC709, clamp01_, select
+from worker.effects.common import REC601, REC709, clamp_finite_, select
 from worker.effects.registry import BatchParams, register
 
 WEIGHTS = {
@@ -25,4 +25,4 @@ def desaturate(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
         is_light = torch.tensor([m == "lightness" for m in methods], device=x.device).view(-1, 1, 1, 1)
         light = (x.amax(dim=1, keepdim=True) + x.amin(dim=1, keepdim=True)) / 2
         gray = select(is_light, light, gray)
-    return clamp01_(torch.lerp(x, gray.expand_as(x), p.scalar("desaturate_factor")))
+    return clamp_finite_(torch.lerp(x, gray.expand_as(x), p.scalar("desaturate_factor")))

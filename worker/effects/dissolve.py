@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from worker.effects.common import clamp01_, select
+from worker.effects.common import clamp_finite_, select
 from worker.effects.registry import BatchParams, register
 
 
@@ -45,4 +45,4 @@ def _pixel_noise(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
 def dissolve(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
     other = _other_image(x, p)
     keep = _pixel_noise(x, p) < p.scalar("dissolve_factor")
-    return clamp01_(select(keep, x, other))
+    return clamp_finite_(select(keep, x, other))

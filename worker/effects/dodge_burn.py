@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import torch
 
-from worker.effects.common import REC709, clamp01_, luma, select
+from worker.effects.common import REC709, clamp01_, clamp_finite_, luma, select
 from worker.effects.registry import BatchParams, register
 
 EPS = 1e-7
@@ -57,11 +57,11 @@ def color_burn(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tens
 
 
 def linear_dodge(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
-    return clamp01_(x + mi)
+    return clamp_finite_(x + mi)
 
 
 def linear_burn(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
-    return clamp01_(x - mi)
+    return clamp_finite_(x - mi)
 
 
 MODES: dict[str, tuple[Step, ...]] = {

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from worker.effects.common import clamp01_, luma
+from worker.effects.common import clamp_finite_, luma
 from worker.effects.filters import pixel_gaussian_taps, shift_add_1d
 from worker.effects.registry import BatchParams, register
 
@@ -175,4 +175,4 @@ def grain(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
     weight = tone_weight(x, style.tone)
     if weight is not None:
         amp = weight.mul_(amp)
-    return clamp01_(torch.addcmul(x, noise, amp))
+    return clamp_finite_(torch.addcmul(x, noise, amp))

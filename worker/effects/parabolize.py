@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from worker.effects.common import clamp01_
+from worker.effects.common import clamp_finite_
 from worker.effects.registry import BatchParams, register
 
 
@@ -19,4 +19,4 @@ def parabolize(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
     vx = p.scalar("vertex_x")
     vy = p.scalar("vertex_y")
     d = x - vx
-    return clamp01_(torch.addcmul(vy, d.square_(), coeff, out=d))
+    return clamp_finite_(torch.addcmul(vy, d.square_(), coeff, out=d))

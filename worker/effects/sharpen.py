@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from worker.effects.common import clamp01_, pad_reflect
+from worker.effects.common import clamp01_, clamp_finite_, pad_reflect
 from worker.effects.filters import bilateral, box_sum, like_input
 from worker.effects.registry import BatchParams, register
 
@@ -37,7 +37,7 @@ def basic(x: torch.Tensor, radius: int, alpha: torch.Tensor) -> torch.Tensor:
     """``alpha ((1 + k^2) x - k^2 mean) = alpha ((1 + k^2) x - S)`` with S the k x k box sum."""
     k = 2 * radius + 1
     out = box_sum(x, k).mul_(-alpha)
-    return clamp01_(out.addcmul_(x, alpha * float(1 + k * k)))
+    return clamp_finite_(out.addcmul_(x, alpha * float(1 + k * k)))
 
 
 def smart_params(noise_radius: int, preserve_edges: float) -> tuple[float, float]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from worker.effects.common import clamp01_, luma
+from worker.effects.common import clamp_finite_, luma
 from worker.effects.registry import BatchParams, register
 
 TINT_GRAY = (0.2989, 0.5870, 0.1140)
@@ -45,4 +45,4 @@ def tint(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
     colour = p.table("tint_mode", TINT_COLORS, 3)
     s = p.scalar("tint_strength")
     tinted = luma(x, TINT_GRAY) * colour
-    return clamp01_(tinted.lerp_(x, 1 - s))  # s * tinted + (1 - s) * x, in one pass
+    return clamp_finite_(tinted.lerp_(x, 1 - s))  # s * tinted + (1 - s) * x, in one pass

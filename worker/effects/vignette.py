@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from worker.effects.common import clamp01_
+from worker.effects.common import clamp_finite_
 from worker.effects.registry import BatchParams, register
 
 
@@ -25,4 +25,4 @@ def radius_map(h: int, w: int, device: torch.device) -> torch.Tensor:
 def vignette(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
     strength = p.scalar("vignette_strength").clamp(0, 1)
     v = (radius_map(x.shape[-2], x.shape[-1], x.device) * strength).neg_().add_(1)
-    return clamp01_(torch.mul(x, v))
+    return clamp_finite_(torch.mul(x, v))
