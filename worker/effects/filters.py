@@ -67,13 +67,26 @@ def clamped_like_input(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.clamp(y, 0.0, 1.0, out=torch.empty_like(x))
 
 
+FILTER_BAND_ROWS = 128  # rows per band: a band's passes stay in the core's cache (1024² r5: 13 -> 8 ms)
+
+
 def filter_separable(x: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
     """Same-size separable filter with an odd, centred kernel (same taps on both axes), reflect borders,
-    in the input's layout: one shifted multiply-add per tap along W, then along H."""
+    in the input's layout: one shifted multiply-add per tap along W, then along H, a band of rows at a
+    time (each band's horizontal pass covers its rows plus the vertical taps' reach)."""
     r = len(taps) // 2
     if r == 0:
         return x * float(taps[0])
-    return shift_add_1d(shift_add_1d(pad_reflect(x, r, r), taps, -1), taps, -2)
+    xp = pad_reflect(x, r, r)
+    out = torch.empty_like(x)
+    h = x.shape[-2]
+    for top in range(0, h, FILTER_BAND_ROWS):
+        rows = min(FILTER_BAND_ROWS, h - top)
+        across = shift_add_1d(xp[..., top : top + rows + 2 * r, :], taps, -1)
+        band = torch.mul(across.narrow(-2, 0, rows), taps[0], out=out[..., top : top + rows, :])
+        for i, t in enumerate(taps[1:], start=1):
+            band.add_(across.narrow(-2, i, rows), alpha=t)
+    return out
 
 
 def box_sum_valid(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
