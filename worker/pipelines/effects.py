@@ -32,7 +32,8 @@ def prepare(ctx: WorkerContext, job: JobRecord, body: ImageInputBase) -> Effects
     extra = {}
     if any(name == "dissolve" for name, _ in chain):
         raw = fetch_input(body.dissolve_image_url, ctx.objects, ctx.settings, "dissolve_image_url")
-        extra["dissolve"] = imaging.decode(raw, ctx.limits)
+        # resized here, in the job's slot, so the batcher thread does not (decisions.md §6)
+        extra["dissolve"] = imaging.resize_rgb(imaging.decode(raw, ctx.limits), (image.height, image.width))
     key = (image.height, image.width, chain_key(chain))
     return EffectsJob(
         job, body, "effects", key, {"prepare_s": time.perf_counter() - t0},
