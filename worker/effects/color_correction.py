@@ -10,16 +10,24 @@ from __future__ import annotations
 
 import torch
 
-from worker.effects.common import REC601, clamp01_, luma_mean
+from worker.effects.common import REC601, clamp_finite_, luma_mean
 from worker.effects.registry import BatchParams, register
 
 
-def _brightness_contrast(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
-    """A new tensor: ``clamp(x * (1 + b))``, then ``clamp(mean + c (x - mean))`` in place."""
-    x = torch.mul(x, 1 + p.scalar("brightness") / 100).clamp_(0, 1)
+def _neutral(p: BatchParams, name: str, value: float) -> bool:
+    """Every item of the batch leaves this step's setting at its neutral value (the step is skipped)."""
+    return all(v == value for v in p.values(name))
+
+
+def _brightness_(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
+    return x.mul_(1 + p.scalar("brightness") / 100).clamp_(0, 1)
+
+
+def _contrast_(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
+    """``clamp(mean + c (x - mean))`` around the Rec.601 luma mean of the (brightened) image."""
     mean = luma_mean(x, REC601)
     c = 1 + p.scalar("contrast") / 100
-    return x.lerp_(mean.expand_as(x), 1 - c).clamp_(0, 1)  # = mean + c (x - mean)
+    return x.lerp_(mean.expand_as(x), 1 - c).clamp_(0, 1)
 
 
 def _temperature_(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
@@ -34,10 +42,7 @@ def _temperature_(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
 def _gamma_(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
     """``x ** gamma`` in place, as ``exp(gamma log x)``: torch's pow with a per-item exponent tensor is
     not vectorised on the CPU (about 3x slower). ``log 0 = -inf`` and gamma > 0, so 0 stays 0."""
-    gamma = p.scalar("gamma")
-    if bool((gamma == 1).all()):
-        return x
-    return x.log_().mul_(gamma).exp_()
+    return x.log_().mul_(p.scalar("gamma")).exp_()
 
 
 def _saturation_(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
@@ -51,9 +56,20 @@ def _saturation_(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
     return x.lerp_(light.expand_as(x), scale.neg_().add_(1))  # = light + (x - light) * scale
 
 
+# (step, parameter, its neutral value), in the node's order. A step whose parameter is neutral for every
+# item is skipped: it would leave the image as it is (saturation 0 up to float rounding, < 1e-6).
+STEPS = (
+    (_brightness_, "brightness", 0), (_contrast_, "contrast", 0), (_temperature_, "temperature", 0),
+    (_gamma_, "gamma", 1), (_saturation_, "saturation", 0),
+)
+
+
 @register("color_correction")
 def color_correction(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
-    x = _brightness_contrast(x, p)  # a new tensor; the other steps work on it in place
-    x = _temperature_(x, p)
-    x = _gamma_(x, p)
-    return clamp01_(_saturation_(x, p))
+    steps = [step for step, name, neutral in STEPS if not _neutral(p, name, neutral)]
+    if not steps:
+        return x
+    x = x.clone()  # the steps work in place on the effect's own copy
+    for step in steps:
+        x = step(x, p)
+    return clamp_finite_(x)
