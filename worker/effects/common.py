@@ -33,8 +33,8 @@ def clamp_finite_(y: torch.Tensor) -> torch.Tensor:
 
 def select(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``torch.where(mask, a, b)`` for finite float tensors, as a lerp by the 0/1 mask (exact: torch's
-    lerp returns its end points unchanged at weights 0 and 1). On the CPU ``torch.where`` runs an
-    unvectorised loop: 7-20 ms on a 1024² RGB image where this takes 0.6 ms."""
+    lerp returns its end points unchanged at weights 0 and 1). On the CPU it measured about 2.5x faster
+    than ``torch.where`` (a 1024² RGB image, comparison included: 2.7-3.6 against 6.5-9 ms)."""
     return torch.lerp(b, a, mask.to(a.dtype))
 
 

@@ -1,7 +1,7 @@
 """Solarize: invert the values above a threshold (per channel).
 
 ``|[x > t] - x|``: ``1 - x`` where the comparison holds and ``x`` elsewhere (inputs are in [0, 1]),
-exactly, in about three passes and without ``torch.where`` (unvectorised on the CPU).
+exactly, in about three passes and without ``torch.where`` (slow on the CPU; see common.select).
 """
 
 from __future__ import annotations
