@@ -32,10 +32,8 @@ class CreateBatcher:
     """:meth:`JobStore.create_async`, with the calls of one loop turn sent as one pipeline."""
 
     def __init__(self, store: JobStore, max_batch: int) -> None:
-        if store._create_async is None:
-            raise RuntimeError("this JobStore was built without an asyncio client")
         self.store = store
-        self.script = store._create_async  # the create script on the store's asyncio client
+        self.script = store.async_create_script
         self.max_batch = max_batch
         self._pending: list[_Pending] = []
         self._running: set[asyncio.Task] = set()  # sends in flight (the loop keeps weak references)
@@ -43,7 +41,7 @@ class CreateBatcher:
     async def create(self, job: JobRecord, idempotency: IdempotentWrite | None = None) -> int:
         """Store and enqueue ``job``; its queue position. QueueFull past the cap, ServiceUnavailable
         without Redis, as :meth:`JobStore.create_async`."""
-        script_keys, args = self.store._create_call(job, True, idempotency)
+        script_keys, args = self.store.create_call(job, True, idempotency)
         done = asyncio.get_running_loop().create_future()
         if not self._pending:
             asyncio.get_running_loop().call_soon(self._flush)
@@ -52,7 +50,7 @@ class CreateBatcher:
             pos = await done
         except redis.RedisError as exc:
             raise ServiceUnavailable(f"job store unavailable: {exc}") from exc
-        return self.store._created(job, pos)
+        return self.store.create_result(job, pos)
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []

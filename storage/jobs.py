@@ -321,8 +321,11 @@ class JobStore:
     def _keys(self, job: JobRecord) -> list[str]:
         return [keys.job(job.id), *self._queues(job), keys.job_events(job.id)]
 
-    def _create_call(self, job: JobRecord, enqueue: bool,
-                     idempotency: IdempotentWrite | None) -> tuple[list[str], list]:
+    def create_call(self, job: JobRecord, enqueue: bool,
+                    idempotency: IdempotentWrite | None) -> tuple[list[str], list]:
+        """The create script's keys and arguments for ``job``: what :meth:`create` sends, for a caller
+        that sends several creates in one pipeline (api.create_batch); :meth:`create_result` reads
+        each answer."""
         fields = job.to_hash()
         fields.pop("seq", None)
         fields.pop("id", None)
@@ -336,7 +339,8 @@ class JobStore:
             args += [json.dumps(idempotency.record), idempotency.ttl_s]
         return script_keys, args
 
-    def _created(self, job: JobRecord, pos: int) -> int:
+    def create_result(self, job: JobRecord, pos: int) -> int:
+        """The queue position the create script answered for ``job``; QueueFull past the cap."""
         if pos == -1:
             raise QueueFull(f"the queue for {job.app_id} is full ({self.max_queue_length} jobs); retry later")
         return int(pos)
@@ -345,23 +349,30 @@ class JobStore:
                idempotency: IdempotentWrite | None = None) -> int:
         """Store a new IN_QUEUE job (and, with ``enqueue``, its broker message in the same step);
         returns its queue position. Raises QueueFull past the cap, ServiceUnavailable without Redis."""
-        script_keys, args = self._create_call(job, enqueue, idempotency)
+        script_keys, args = self.create_call(job, enqueue, idempotency)
         try:
             pos = self._create(keys=script_keys, args=args)
         except redis.RedisError as exc:
             raise ServiceUnavailable(f"job store unavailable: {exc}") from exc
-        return self._created(job, pos)
+        return self.create_result(job, pos)
+
+    @property
+    def async_create_script(self):
+        """The create script registered on the asyncio client (for pipelined creates)."""
+        if self._create_async is None:
+            raise RuntimeError("this JobStore was built without an asyncio client")
+        return self._create_async
 
     async def create_async(self, job: JobRecord, idempotency: IdempotentWrite | None = None) -> int:
         """:meth:`create` with ``enqueue`` over the asyncio client (the API's submit path)."""
         if self._create_async is None:
             raise RuntimeError("this JobStore was built without an asyncio client")
-        script_keys, args = self._create_call(job, True, idempotency)
+        script_keys, args = self.create_call(job, True, idempotency)
         try:
             pos = await self._create_async(keys=script_keys, args=args)
         except redis.RedisError as exc:
             raise ServiceUnavailable(f"job store unavailable: {exc}") from exc
-        return self._created(job, pos)
+        return self.create_result(job, pos)
 
     def delete(self, request_id: str) -> None:
         """Remove a job's record, logs, webhook record and index entries."""
