@@ -117,12 +117,6 @@ def box_sum_valid(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
     return result if owned else result.clone()
 
 
-def box_sum(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Sum over the centred ``k x k`` window (``k`` odd), reflect borders, in the input's layout."""
-    r = k // 2
-    return box_sum_valid(box_sum_valid(pad_reflect(x, r, r), k, -1), k, -2)
-
-
 def gaussian_blur_node(x: torch.Tensor, radius: int, sigma: float) -> torch.Tensor:
     """The node's Gaussian (pixel sigma ``sigma * radius``, truncated at +-radius), reflect borders."""
     return filter_separable(x, node_gaussian_taps(radius, sigma))
