@@ -102,7 +102,7 @@ def download(x: torch.Tensor, *, pinned: bool = True) -> np.ndarray:
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """Float in [0, 1] -> uint8 on the same device (clamped, rounded half to even, as imaging does)."""
-    return x.float().mul(255.0).round_().clamp_(0.0, 255.0).to(torch.uint8)
+    return imaging.levels_255(x).to(torch.uint8)
 
 
 # ---- streams -----------------------------------------------------------------------------------------

@@ -323,12 +323,18 @@ def _to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
     if x.device.type != "cpu":  # uint8 on the device, one copy back (pinned on CUDA)
         from worker import device_io
 
-        return device_io.download(device_io.to_uint8(x).permute(0, 2, 3, 1).contiguous())
-    y = x.float().mul(255.0).round_().clamp_(0.0, 255.0)
+        return device_io.download(levels_255(x).to(torch.uint8).permute(0, 2, 3, 1).contiguous())
+    y = levels_255(x)
     out = torch.empty((y.shape[0], y.shape[2], y.shape[3], y.shape[1]), dtype=torch.uint8)
     for c in range(y.shape[1]):
         out[..., c].copy_(y[:, c])
     return out.numpy()
+
+
+def levels_255(x: torch.Tensor) -> torch.Tensor:
+    """Float in [0, 1] -> float levels 0..255 (clamped, rounded half to even), a new tensor: what every
+    float-to-uint8 conversion casts (here and in worker.device_io)."""
+    return x.float().mul(255.0).round_().clamp_(0.0, 255.0)
 
 
 def to_rgba_tensor(images: Sequence[DecodedImage], device: str | torch.device = "cpu") -> torch.Tensor:

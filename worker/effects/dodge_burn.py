@@ -15,8 +15,9 @@ The formulas are the node pack's. What Darkroom changes (decisions.md §3):
 * **Clamping.** The node returns dodge, burn and the color_* modes unclamped (values like 1e4 and -1e5
   flowed into later effects). Every output here is clamped to [0, 1], and so is the intermediate image
   between the two steps of dodge_and_burn / burn_and_dodge.
-* **Division guards.** Nothing can be NaN or infinite. dodge and burn keep the node's +1e-7 epsilon, so
-  their denominators are at least 1e-7 (the mask is clamped to [0, 1]) and the clamp does the rest:
+* **Division guards.** Nothing can be NaN or infinite (one clamp pass suffices). dodge and burn keep
+  the node's +1e-7 epsilon, so their denominators are at least 1e-7 (the mask is clamped to [0, 1])
+  and the clamp does the rest:
   burn with ``m*i = 0`` turns every pixel below 1 black (the node's -1e7, clamped), which also means
   burn and the combined modes have no neutral intensity. color_burn leaves ``x`` unchanged where
   ``m*i = 0`` (the node did that only for ``m = 0``; for ``i = 0`` it returned -inf everywhere), so
@@ -30,7 +31,7 @@ from collections.abc import Callable
 
 import torch
 
-from worker.effects.common import REC709, clamp01_, clamp_finite_, luma, select
+from worker.effects.common import REC709, clamp_finite_, luma, select
 from worker.effects.registry import BatchParams, register
 
 EPS = 1e-7
@@ -39,21 +40,21 @@ Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def dodge(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
-    return clamp01_(torch.mul(x, (1 - mi + EPS).reciprocal_()))
+    return clamp_finite_(torch.mul(x, (1 - mi + EPS).reciprocal_()))
 
 
 def burn(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
     # 1 - (1 - x) / d as (x - 1) * (1 / d) + 1: the divisions run on the one-channel mask only
-    return clamp01_((x - 1).mul_((mi + EPS).reciprocal_()).add_(1))
+    return clamp_finite_((x - 1).mul_((mi + EPS).reciprocal_()).add_(1))
 
 
 def color_dodge(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
-    return clamp01_(select(m < 1, x * (1 - mi).clamp(min=EPS).reciprocal_(), x))
+    return clamp_finite_(select(m < 1, x * (1 - mi).clamp(min=EPS).reciprocal_(), x))
 
 
 def color_burn(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
     burned = (x - 1).mul_(mi.clamp(min=EPS).reciprocal_()).add_(1)
-    return clamp01_(select(mi > 0, burned, x))
+    return clamp_finite_(select(mi > 0, burned, x))
 
 
 def linear_dodge(x: torch.Tensor, m: torch.Tensor, mi: torch.Tensor) -> torch.Tensor:
