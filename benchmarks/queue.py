@@ -25,7 +25,9 @@ import statistics
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import numpy as np
@@ -232,11 +234,16 @@ def row(name: str, value: str, target: str, ok: bool | None) -> str:
     return f"| {name} | {value} | {target} | {verdict} |"
 
 
-def case_small(k: float, args: argparse.Namespace) -> list[str]:
-    with stack() as st:
+def measured(what: str, bench: Callable[[Any, int], dict], n: int, **overrides) -> dict:
+    """``bench(stack, n)`` on a fresh stack (Redis, object store, API) built with ``overrides``."""
+    with stack(**overrides) as st:
         st.start_api()
-        log.info("small jobs, local storage ...")
-        r = bench_small(st, int(1000 * k))
+        log.info("%s ...", what)
+        return bench(st, n)
+
+
+def case_small(k: float, args: argparse.Namespace) -> list[str]:
+    r = measured("small jobs, local storage", bench_small, int(1000 * k))
     return [
         row("64² solarize, 1 worker, local: jobs/s end to end", f"{r['jobs_s']:.0f}", "≥ 150",
             r["jobs_s"] >= 150),
@@ -246,10 +253,8 @@ def case_small(k: float, args: argparse.Namespace) -> list[str]:
 
 
 def case_overhead(k: float, args: argparse.Namespace) -> list[str]:
-    with stack() as st:
-        st.start_api()
-        log.info("queue overhead: 64² jobs vs no-op Celery tasks, queue filled first ...")
-        r = bench_overhead(st, int(1000 * k))
+    r = measured("queue overhead: 64² jobs vs no-op Celery tasks, queue filled first", bench_overhead,
+                 int(1000 * k))
     ratio = r["darkroom"] / r["celery"]
     return [
         row("64² jobs/s vs no-op Celery baseline (1 worker alone, queue filled first)",
@@ -261,11 +266,9 @@ def case_overhead(k: float, args: argparse.Namespace) -> list[str]:
 def case_s3(k: float, args: argparse.Namespace) -> list[str]:
     moto, endpoint = moto_server()
     try:
-        with stack(storage_backend="s3", s3_endpoint_url=endpoint, s3_create_bucket=True,
-                   s3_access_key_id="bench", s3_secret_access_key="bench") as st:
-            st.start_api()
-            log.info("small jobs, S3 (moto) ...")
-            r = bench_small(st, int(600 * k))
+        r = measured("small jobs, S3 (moto)", bench_small, int(600 * k), storage_backend="s3",
+                     s3_endpoint_url=endpoint, s3_create_bucket=True, s3_access_key_id="bench",
+                     s3_secret_access_key="bench")
     finally:
         moto.terminate()
     return [
@@ -283,10 +286,7 @@ def versus_baseline(value: float, ref: float | None, option: str) -> tuple[str, 
 
 
 def case_batching(k: float, args: argparse.Namespace) -> list[str]:
-    with stack() as st:
-        st.start_api()
-        log.info("batching ...")
-        r = bench_batching(st, int(400 * k))
+    r = measured("batching", bench_batching, int(400 * k))
     gain, drained = r[16] / r[1], r["drain_16"] / r["drain_1"]
     vs, target, ok = versus_baseline(r["drain_16"], args.ref_256_images_s, "--ref-256-images-s")
     return [
@@ -301,10 +301,7 @@ def case_batching(k: float, args: argparse.Namespace) -> list[str]:
 
 
 def case_scaling(k: float, args: argparse.Namespace) -> list[str]:
-    with stack() as st:
-        st.start_api()
-        log.info("scaling ...")
-        r = bench_scaling(st, max(8, int(40 * k)))
+    r = measured("scaling", bench_scaling, max(8, int(40 * k)))
     gain, drained = r[2] / r[1], r["drain_2"] / r["drain_1"]
     ref = args.ref_1024_images_s
     vs_d, target_d, ok_d = versus_baseline(r["drain_default"], args.ref_1024_default_images_s,
@@ -323,10 +320,7 @@ def case_scaling(k: float, args: argparse.Namespace) -> list[str]:
 
 
 def case_api(k: float, args: argparse.Namespace) -> list[str]:
-    with stack() as st:
-        st.start_api()
-        log.info("API submits ...")
-        r = bench_api(st, int(8000 * k))
+    r = measured("API submits", bench_api, int(8000 * k))
     c, o = r["closed"], r["open"]
     return [
         row("API submits/s, 50 clients, closed loop", f"{c['rate']:.0f}", "≥ 3000", c["rate"] >= 3000),

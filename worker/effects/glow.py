@@ -23,5 +23,4 @@ def glow_sigma(radius: int) -> float:
 def glow(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
     radius = int(p.key("glow_radius"))
     blurred = gaussian_blur_node(x, radius, glow_sigma(radius)).mul_(p.scalar("glow_intensity"))
-    out = torch.add(x, blurred, out=torch.empty_like(x))  # one pass, in the input's layout
-    return out.clamp_(0.0, 1.0)  # finite: a filter of finite values
+    return blurred.add_(x).clamp_(0.0, 1.0)  # the filter's own buffer, in x's layout; finite

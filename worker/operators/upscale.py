@@ -16,20 +16,16 @@ import torch
 import torch.nn.functional as F
 
 from worker.diffusion import calls
-from worker.diffusion.loader import process_cache
-from worker.diffusion.steps import StepMonitor
 from worker.operators import StepBatch, register_kernel
+from worker.operators._diffusion import call_inputs
 
 
 @register_kernel("upscale")
 def upscale(x: torch.Tensor, batch: StepBatch) -> torch.Tensor:
     step, s = batch.steps[0], batch.settings
-    pipe, _ = process_cache(s.models_dir, batch.device, s.model_cache_mb).get(step.model)
-    items = zip(batch.steps, batch.seeds, strict=True)  # prompts and seeds are per item
-    members = [calls.Member(seed, item.prompt, item.negative_prompt) for item, seed in items]
+    pipe, members, monitor = call_inputs(batch)
     params = calls.Params(step.num_inference_steps, step.guidance_scale, noise_level=step.noise_level)
     tiling = calls.Tiling(s.upscale_tile_px, s.upscale_tile_overlap_px)
-    monitor = StepMonitor((), lambda job: None, lambda request_id, message: None)  # no job to report to
     outputs = calls.upscale(pipe, x[:, :3], members, params, tiling, monitor, step.scale)
     rgb = torch.cat(outputs).to(x.device, torch.float32)
     return torch.cat([rgb, resize_alpha(x[:, 3:], (rgb.shape[2], rgb.shape[3]))], dim=1)
