@@ -24,6 +24,9 @@ CMD ["darkroom", "api", "--host", "0.0.0.0"]
 FROM base AS worker
 ARG TORCH_SPEC="torch>=2.3,<3"
 ARG TORCH_INDEX=""
+# g++: the CPU workers compile the point-wise effects into fused kernels (torch.compile's C++ backend,
+# DARKROOM_WORKER_FUSE_EFFECTS); the image's Python already carries its headers
+RUN apt-get update && apt-get install -y --no-install-recommends g++ && rm -rf /var/lib/apt/lists/*
 RUN if [ -n "$TORCH_INDEX" ]; then pip install --index-url "$TORCH_INDEX" "$TORCH_SPEC"; \
     else pip install "$TORCH_SPEC"; fi
 # ONNX Runtime (the remove_background step): the CUDA build on the GPU image, the CPU build with

@@ -18,6 +18,7 @@ from darkroom.settings import Settings
 from storage.jobs import JobStore, redis_client
 
 ROOT = Path(__file__).resolve().parents[1]
+FUSE_WAIT_S = 300.0  # the longest a worker waits for its fused kernels (a cold compiler cache)
 
 
 class Stack:
@@ -55,7 +56,7 @@ class Stack:
             cmd = [sys.executable, "-m", "darkroom.cli", "worker", "--name", name]
             env = self.env(DARKROOM_LOG_LEVEL="WARNING", **extra)
             self.procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.DEVNULL))
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 60 + self.settings.worker_fuse_wait_s
         while len(set(client.scan_iter("darkroom:heartbeat:*")) - before) < count:
             if time.monotonic() > deadline:
                 raise RuntimeError("workers did not start")
@@ -91,6 +92,7 @@ def stack(**overrides):
         values = dict(
             redis_url=url, port=free_port(), local_storage_dir=data / "objects",
             log_level="WARNING", max_queue_length=0, torch_threads=1,
+            worker_fuse_wait_s=FUSE_WAIT_S,  # steady state: workers take jobs once their kernels compiled
         )
         values.update(overrides)
         st = Stack(Settings(**values), data)

@@ -46,7 +46,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from darkroom.apps.params import GROUPS_BY_NAME  # noqa: E402
-from worker.effects import load_all  # noqa: E402
+from worker.effects import fused, load_all  # noqa: E402
 from worker.effects.chain import run_chain  # noqa: E402
 from worker.effects.registry import EFFECTS  # noqa: E402
 from worker.imaging import DecodedImage, from_tensor, to_tensor  # noqa: E402
@@ -75,6 +75,7 @@ CHAIN_TARGET_MS = 70.0  # issue [6/6]: 87 ms quiet before it
 CONVERSIONS_TARGET_MS = 3.0  # to_tensor + from_tensor together
 POINTWISE_PASSES = 3.0  # a point-wise effect costs at most this many floor passes
 MEMORY_TARGET_X = 8.0
+COMPILE_WAIT_S = 300.0  # the longest a case waits for its fused kernels (cold compiler cache)
 
 
 @dataclass
@@ -121,7 +122,10 @@ def params_for(name: str, overrides: dict):
 
 
 def timed(fn: Callable[[], object], repeat: int) -> list[float]:
-    fn()  # warm-up: first-call allocations, oneDNN primitive creation
+    fn()  # warm-up: first-call allocations, oneDNN primitive creation, fused kernels' compiles
+    if fused.enabled() and not fused.wait(COMPILE_WAIT_S):
+        print(f"(fused kernels still compiling after {COMPILE_WAIT_S:g} s: timing what is ready)")
+    fn()
     out = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -354,6 +358,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--default-malloc", action="store_true",
                     help="leave glibc's malloc as it is; by default the benchmark keeps freed "
                     "image-sized buffers in the heap as workers do (worker.memory.tune_malloc)")
+    ap.add_argument("--no-fuse", action="store_true",
+                    help="run every effect eagerly; by default point-wise kernels are compiled "
+                    "(worker.effects.fused, as workers do) and each case is timed once they are ready")
     ap.add_argument("--threads", type=int, default=0, help="torch/cv2 threads (default: torch's choice)")
     ap.add_argument("--only", default="", help="run only the timed cases whose label contains this text")
     ap.add_argument("--quick", action="store_true", help="smoke run: 256² images, 2 repeats, 1024² memory")
@@ -376,10 +383,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
     load_all()
+    fused.enable(not args.no_fuse)
     load0 = os.getloadavg()[0]
     print(f"# Darkroom effect benchmark: {args.size}², median of {args.repeat}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
-    print(f"\nglibc malloc: {'tuned as in workers' if tuned else 'defaults (--default-malloc)'}.")
+    print(f"\nglibc malloc: {'tuned as in workers' if tuned else 'defaults (--default-malloc)'}; "
+          f"point-wise kernels: {'eager (--no-fuse)' if args.no_fuse else 'fused (compiled before timing)'}.")
     print("Timings include uint8 → float → uint8 (worker.imaging); targets apply at 1024² on 2 CPU cores.")
 
     def rows(cases: list[Case]) -> list[Row]:

@@ -21,6 +21,7 @@ import base64
 import io
 import json
 import logging
+import os
 import statistics
 import subprocess
 import threading
@@ -340,6 +341,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small job counts (a smoke run)")
+    parser.add_argument("--no-fuse", action="store_true",
+                        help="workers run effects eagerly (DARKROOM_WORKER_FUSE_EFFECTS=false); by default "
+                        "they compile the fused kernels before taking jobs")
     parser.add_argument("--skip", default="", help=f"comma list of cases to leave out: {','.join(CASES)}")
     parser.add_argument("--ref-1024-images-s", type=float, default=None, metavar="IMAGES_S",
                         help="1024² full chain, 1 worker (1 slot, 1 thread) alone, images/s at the baseline "
@@ -349,6 +353,8 @@ def main() -> None:
     parser.add_argument("--ref-256-images-s", type=float, default=None, metavar="JOBS_S",
                         help="256² three effects, 1 worker alone (batch 16), jobs/s at the baseline commit")
     args = parser.parse_args()
+    if args.no_fuse:
+        os.environ["DARKROOM_WORKER_FUSE_EFFECTS"] = "false"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     skip = set(filter(None, args.skip.split(",")))

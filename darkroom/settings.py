@@ -134,6 +134,15 @@ class Settings(BaseSettings):
     worker_tune_malloc: bool = Field(
         True, description="Keep freed image-sized buffers in the heap (glibc mallopt): much faster effects."
     )
+    worker_fuse_effects: bool = Field(
+        True, description="On the CPU, compile the point-wise effects into fused C++ kernels "
+        "(torch.compile; needs a C++ compiler), in the background: jobs run the plain torch code until "
+        "a kernel is ready (docs/performance.md)."
+    )
+    worker_fuse_wait_s: float = Field(
+        0.0, ge=0, description="Before taking jobs, wait up to this long for the fused kernels of a "
+        "sample request to compile (0: take jobs at once; benchmarks wait for steady state)."
+    )
     max_batch_size: int = Field(8, ge=1, description="Most jobs run as one batch on the device.")
     max_wait_ms: float = Field(
         5.0, ge=0, description="How long the batcher waits for batch-mates while other slots are busy."

@@ -39,6 +39,19 @@ def private_state_home(tmp_path_factory) -> Iterator[None]:
         os.environ["XDG_STATE_HOME"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def eager_effects() -> Iterator[None]:
+    """Workers the tests start run effects eagerly: compiling fused kernels (worker.effects.fused) costs
+    each worker process seconds of CPU. tests/unit/test_fused.py and one worker test turn it on."""
+    old = os.environ.get("DARKROOM_WORKER_FUSE_EFFECTS")
+    os.environ["DARKROOM_WORKER_FUSE_EFFECTS"] = "false"
+    yield
+    if old is None:
+        os.environ.pop("DARKROOM_WORKER_FUSE_EFFECTS", None)
+    else:
+        os.environ["DARKROOM_WORKER_FUSE_EFFECTS"] = old
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> Iterator[str]:
     proc, url = start_redis(tmp_path_factory.mktemp("redis"))

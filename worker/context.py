@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -83,6 +84,22 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+def start_fused_effects(settings: Settings, device: torch.device) -> None:
+    """On the CPU, let point-wise effects run compiled (worker.effects.fused) and queue the compiles of a
+    sample request's kernels; wait for them up to ``worker_fuse_wait_s``."""
+    from worker.effects import fused, warmup
+
+    if not settings.worker_fuse_effects or device.type != "cpu":
+        return
+    fused.enable()
+    warmup.prime(device)
+    if settings.worker_fuse_wait_s > 0:
+        t0 = time.perf_counter()
+        done = fused.wait(settings.worker_fuse_wait_s)
+        state = "ready" if done else "still compiling"
+        log.info("fused kernels %s after %.1f s", state, time.perf_counter() - t0)
+
+
 def build_context(settings: Settings) -> WorkerContext:
     from worker.runner import check_steps, run_batch
 
@@ -93,6 +110,7 @@ def build_context(settings: Settings) -> WorkerContext:
     load_plugins(settings)
     use_models_config(settings)
     device = pick_device(settings.device)
+    start_fused_effects(settings, device)
     ctx = WorkerContext(
         settings,
         JobStore.from_settings(settings),

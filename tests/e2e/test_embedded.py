@@ -25,6 +25,7 @@ def start_up(tmp_path) -> tuple[subprocess.Popen, int, str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DARKROOM_")}
     env["DARKROOM_TORCH_THREADS"] = "1"
+    env["DARKROOM_WORKER_FUSE_EFFECTS"] = "false"  # no compiler runs in the background of these tests
     proc = subprocess.Popen(
         [sys.executable, "-m", "darkroom.cli", "up", "--port", str(port), "--data-dir", str(tmp_path)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -29,7 +29,7 @@ ROOT_WARNING = "SecurityWarning"
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment without its DARKROOM_* settings (as a user's shell would be), plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DARKROOM_")}
-    return {**env, "DARKROOM_TORCH_THREADS": "1", **extra}
+    return {**env, "DARKROOM_TORCH_THREADS": "1", "DARKROOM_WORKER_FUSE_EFFECTS": "false", **extra}
 
 
 class Output:

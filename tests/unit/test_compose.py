@@ -86,6 +86,7 @@ def test_api_image_is_torch_free_and_the_worker_image_has_the_models(compose):
     instructions = "\n".join(line for line in api_stage.splitlines() if not line.lstrip().startswith("#"))
     assert "torch" not in instructions.lower() and "[worker]" not in instructions
     assert 'pip install ".[worker]"' in text[text.index("AS worker"):]
+    assert "install -y --no-install-recommends g++" in text[text.index("AS worker"):]  # fused kernels
     assert compose["services"]["api"]["build"]["target"] == "api"
     assert compose["services"]["worker"]["build"]["target"] == "worker"
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]

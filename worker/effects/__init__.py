@@ -6,7 +6,7 @@ import functools
 import importlib
 import pkgutil
 
-_SKIP = {"registry", "common", "chain"}  # helpers and the chain runner register nothing
+_SKIP = {"registry", "common", "chain", "fused", "warmup"}  # helpers and runners register nothing
 
 
 @functools.cache

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from worker.effects import fused
 from worker.effects.common import clamp_finite_, select
 from worker.effects.registry import BatchParams, register
 
@@ -41,8 +42,15 @@ def _pixel_noise(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
     return torch.stack(draws)
 
 
+@fused.kernel
+def keep_or_replace(
+    x: torch.Tensor, other: torch.Tensor, noise: torch.Tensor, factor: torch.Tensor
+) -> torch.Tensor:
+    """``x`` where the pixel's noise is below the factor, else ``other``."""
+    return clamp_finite_(select(noise < factor, x, other))
+
+
 @register("dissolve", needs_rng=True, extra_images=("dissolve",))
 def dissolve(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
     other = _other_image(x, p)
-    keep = _pixel_noise(x, p) < p.scalar("dissolve_factor")
-    return clamp_finite_(select(keep, x, other))
+    return keep_or_replace(x, other, _pixel_noise(x, p), p.scalar("dissolve_factor"))

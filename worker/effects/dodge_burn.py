@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 import torch
 
+from worker.effects import fused
 from worker.effects.common import REC709, clamp_finite_, luma, select
 from worker.effects.registry import BatchParams, register
 
@@ -77,10 +78,20 @@ MODES: dict[str, tuple[Step, ...]] = {
 }
 
 
+def _mode_kernel(mode: str, steps: tuple[Step, ...]) -> fused.Kernel:
+    def run(x: torch.Tensor, intensity: torch.Tensor) -> torch.Tensor:
+        m = luma(x, REC709).clamp(0, 1)
+        mi = m * intensity
+        for step in steps:
+            x = step(x, m, mi)  # each step clamps, so the combined modes clamp between their two steps
+        return x
+
+    return fused.Kernel(run, name=f"dodge_burn[{mode}]")
+
+
+KERNELS = {mode: _mode_kernel(mode, steps) for mode, steps in MODES.items()}
+
+
 @register("dodge_burn", key_fields=("dodge_burn_mode",))
 def dodge_burn(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
-    m = luma(x, REC709).clamp(0, 1)
-    mi = m * p.scalar("dodge_burn_intensity")
-    for step in MODES[p.key("dodge_burn_mode")]:
-        x = step(x, m, mi)  # each step clamps, so the combined modes clamp between their two steps
-    return x
+    return KERNELS[p.key("dodge_burn_mode")](x, p.scalar("dodge_burn_intensity"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from worker.effects import fused
 from worker.effects.filters import gaussian_blur_node
 from worker.effects.registry import BatchParams, register
 
@@ -22,5 +23,10 @@ def glow_sigma(radius: int) -> float:
 @register("glow", key_fields=("glow_radius",))
 def glow(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
     radius = int(p.key("glow_radius"))
-    blurred = gaussian_blur_node(x, radius, glow_sigma(radius)).mul_(p.scalar("glow_intensity"))
-    return blurred.add_(x).clamp_(0.0, 1.0)  # the filter's own buffer, in x's layout; finite
+    return add_glow(x, gaussian_blur_node(x, radius, glow_sigma(radius)), p.scalar("glow_intensity"))
+
+
+@fused.kernel
+def add_glow(x: torch.Tensor, blurred: torch.Tensor, intensity: torch.Tensor) -> torch.Tensor:
+    """``clamp(x + intensity * blurred)``, eagerly in ``blurred`` (the filter's own buffer); finite."""
+    return blurred.mul_(intensity).add_(x).clamp_(0.0, 1.0)

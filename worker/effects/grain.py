@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from worker.effects import fused
 from worker.effects.common import clamp_finite_, luma
 from worker.effects.filters import pixel_gaussian_taps, shift_add_1d
 from worker.effects.registry import BatchParams, register
@@ -134,7 +135,7 @@ def noise_field(
     up = up.view(*z.shape[:2], *up.shape[-2:])[..., :h, :w]
     sy = _bilinear_variance(h, spacing, rho1).rsqrt_().to(device, torch.float32).view(h, 1)
     sx = _bilinear_variance(w, spacing, rho1).rsqrt_().to(device, torch.float32).view(1, w)
-    return up.mul_(sy * sx)
+    return torch.mul(up, sy * sx)  # a new, contiguous buffer: up is a cropped view (fused kernels want dense)
 
 
 def _halftone(field: torch.Tensor, sigma_px: float) -> torch.Tensor:
@@ -171,8 +172,17 @@ def grain(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
     style = STYLES[p.key("grain_style")]
     sigma_px = grain_sigma(float(p.key("grain_scale")), style)
     noise = style_noise(x, p, style, sigma_px)
-    amp = p.scalar("grain_intensity") * BASE_STD
-    weight = tone_weight(x, style.tone)
-    if weight is not None:
-        amp = weight.mul_(amp)
-    return clamp_finite_(torch.addcmul(x, noise, amp))
+    return ADD_GRAIN[style.tone](x, noise, p.scalar("grain_intensity") * BASE_STD)
+
+
+def _add_grain_kernel(tone: str) -> fused.Kernel:
+    def run(x: torch.Tensor, noise: torch.Tensor, amp: torch.Tensor) -> torch.Tensor:
+        weight = tone_weight(x, tone)
+        if weight is not None:
+            amp = weight.mul_(amp)
+        return clamp_finite_(torch.addcmul(x, noise, amp))
+
+    return fused.Kernel(run, name=f"grain[{tone}]")
+
+
+ADD_GRAIN = {tone: _add_grain_kernel(tone) for tone in ("flat", "midtones", "shadows")}

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import torch
 
+from worker.effects import fused
 from worker.effects.common import clamp_finite_
 from worker.effects.registry import BatchParams, register
 
 
+@fused.kernel
+def curve(x: torch.Tensor, coeff: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor) -> torch.Tensor:
+    d = (x - vx).square_()
+    return clamp_finite_(d.mul_(coeff).add_(vy))
+
+
 @register("parabolize")
 def parabolize(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
-    coeff = p.scalar("parabolize_coeff")
-    vx = p.scalar("vertex_x")
-    vy = p.scalar("vertex_y")
-    d = x - vx
-    return clamp_finite_(torch.addcmul(vy, d.square_(), coeff, out=d))
+    return curve(x, p.scalar("parabolize_coeff"), p.scalar("vertex_x"), p.scalar("vertex_y"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from worker.effects import fused
 from worker.effects.common import clamp_finite_, luma
 from worker.effects.registry import BatchParams, register
 
@@ -40,9 +41,12 @@ TINT_COLORS: dict[str, tuple[float, float, float]] = {
 }
 
 
+@fused.kernel
+def tint_kernel(x: torch.Tensor, colour: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+    tinted = luma(x, TINT_GRAY) * colour
+    return clamp_finite_(tinted.lerp_(x, 1 - strength))  # s * tinted + (1 - s) * x, in one pass
+
+
 @register("tint")
 def tint(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
-    colour = p.table("tint_mode", TINT_COLORS, 3)
-    s = p.scalar("tint_strength")
-    tinted = luma(x, TINT_GRAY) * colour
-    return clamp_finite_(tinted.lerp_(x, 1 - s))  # s * tinted + (1 - s) * x, in one pass
+    return tint_kernel(x, p.table("tint_mode", TINT_COLORS, 3), p.scalar("tint_strength"))
