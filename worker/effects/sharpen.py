@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 
 import torch
-import torch.nn.functional as F
 
 from worker.effects import fused
 from worker.effects.common import clamp01_, clamp_finite_, pad_reflect
@@ -42,11 +41,11 @@ def basic(x: torch.Tensor, radius: int, alpha: torch.Tensor) -> torch.Tensor:
     rows at a time so each band's passes stay in cache (the same bits; 1024² r1 on one thread 9 -> 4 ms,
     r15 31 -> 10 ms). Small radii run as one fused stencil once it is compiled (:func:`stencil`)."""
     k = 2 * radius + 1
-    if radius <= STENCIL_MAX_RADIUS and min(x.shape[-2:]) > k:  # reflect padding needs sides > radius
-        out = stencil(radius).try_compiled(x, alpha)
+    xp = pad_reflect(x, radius, radius)
+    if radius <= STENCIL_MAX_RADIUS:
+        out = stencil(radius).try_compiled(xp, alpha)
         if out is not None:
             return out
-    xp = pad_reflect(x, radius, radius)
     out = torch.empty_like(x)
     gain = alpha * float(1 + k * k)
     h = x.shape[-2]
@@ -63,16 +62,17 @@ STENCIL_MAX_RADIUS = 2  # up to 5 x 5: the compiled stencil reads each pixel k^2
 
 @functools.cache
 def stencil(radius: int) -> fused.Kernel:
-    """:func:`basic` as one stencil over the reflect-padded image, for compiling: fused, it reads the
-    image once and writes it once (eagerly it would be 2k image-sized passes, so :func:`basic` runs its
-    banded form until this is compiled)."""
+    """:func:`basic` as one stencil over the reflect-padded image ``xp``, for compiling: fused, it reads
+    the padded image once (its k^2 taps from cache) and writes the result once. Eagerly it would be 2k
+    image-sized passes, so :func:`basic` runs its banded form until this is compiled. The padding stays
+    outside: reflect indexing inside the loop measured 5x slower than a padded copy."""
     k = 2 * radius + 1
 
-    def run(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2], x.shape[-1]
-        xp = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    def run(xp: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        h, w = xp.shape[-2] - 2 * radius, xp.shape[-1] - 2 * radius
         across = sum(xp[..., :, j : j + w] for j in range(k))  # the k x k box sum, rows then columns
         box = sum(across[..., i : i + h, :] for i in range(k))
+        x = xp[..., radius : radius + h, radius : radius + w]
         return clamp_finite_(torch.addcmul(box * -alpha, x, alpha * float(1 + k * k)))
 
     return fused.Kernel(run, name=f"sharpen_basic[r{radius}]")
