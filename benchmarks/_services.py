@@ -54,8 +54,10 @@ class Stack:
         for i in range(count):
             name = f"bench{i}-{time.time_ns()}@bench"
             cmd = [sys.executable, "-m", "darkroom.cli", "worker", "--name", name]
-            env = self.env(DARKROOM_LOG_LEVEL="WARNING", **extra)
-            self.procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.DEVNULL))
+            env = self.env(**{"DARKROOM_LOG_LEVEL": "WARNING", **extra})
+            log_path = self.data / f"worker-{name.split('@')[0]}.log"  # kept with the run's data
+            with log_path.open("ab") as log_file:
+                self.procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=log_file))
         deadline = time.monotonic() + 60 + self.settings.worker_fuse_wait_s
         while len(set(client.scan_iter("darkroom:heartbeat:*")) - before) < count:
             if time.monotonic() > deadline:

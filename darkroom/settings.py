@@ -140,8 +140,9 @@ class Settings(BaseSettings):
         "a kernel is ready (docs/performance.md)."
     )
     worker_fuse_wait_s: float = Field(
-        0.0, ge=0, description="Before taking jobs, wait up to this long for the fused kernels of a "
-        "sample request to compile (0: take jobs at once; benchmarks wait for steady state)."
+        0.0, ge=0, description="Wait up to this long for fused kernels to compile: at start for a "
+        "sample request's, before taking jobs, and in a job for one it is the first to need (0: never "
+        "wait, jobs run the plain torch code until a kernel is ready; benchmarks wait for steady state)."
     )
     max_batch_size: int = Field(8, ge=1, description="Most jobs run as one batch on the device.")
     max_wait_ms: float = Field(

@@ -91,10 +91,10 @@ def start_fused_effects(settings: Settings, device: torch.device) -> None:
 
     if not settings.worker_fuse_effects or device.type != "cpu":
         return
-    fused.enable()
-    warmup.prime(device)
+    t0 = time.perf_counter()
+    fused.enable(wait_s=settings.worker_fuse_wait_s)
+    warmup.prime(device)  # with a wait, each kernel's first call waits for its compile
     if settings.worker_fuse_wait_s > 0:
-        t0 = time.perf_counter()
         done = fused.wait(settings.worker_fuse_wait_s)
         state = "ready" if done else "still compiling"
         log.info("fused kernels %s after %.1f s", state, time.perf_counter() - t0)

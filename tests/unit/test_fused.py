@@ -210,3 +210,13 @@ def test_a_thread_count_is_its_own_class(tmp_path):
         torch.set_num_threads(before)
     assert sorted(cls[0] for cls in k.states) == [1, 2]
     assert set(k.states.values()) == {fused.READY}
+
+
+def test_with_a_wait_the_first_call_of_a_class_waits_for_its_compile():
+    k = fused.Kernel(_blend, name="blend-wait")
+    fused.enable(wait_s=WAIT_S)
+    with torch.inference_mode():
+        x, y = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+        out = k.try_compiled(x, y)  # no eager answer: this call waited
+    assert out is not None and torch.allclose(out, _blend(x, y), atol=1e-6, rtol=0)
+    assert list(k.states.values()) == [fused.READY]

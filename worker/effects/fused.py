@@ -44,19 +44,22 @@ TOLERANCE = 1e-4  # largest |compiled - eager| accepted when a class is checked 
 PENDING, READY, FAILED = "pending", "ready", "failed"
 
 _enabled = False
+_wait_s = 0.0
 _jobs: queue.Queue = queue.Queue()
 _thread: threading.Thread | None = None
 _thread_lock = threading.Lock()
 
 
-def enable(on: bool = True) -> None:
+def enable(on: bool = True, wait_s: float = 0.0) -> None:
     """Let kernels run compiled code (and queue compiles); ``False`` makes every call eager again.
+    ``wait_s`` > 0: a call whose class is still compiling waits up to that long for it instead of
+    running eagerly (benchmarks measuring steady state; workers by ``DARKROOM_WORKER_FUSE_WAIT_S``).
 
     While enabled, dynamo may not recompile outside the compile thread: a call whose guards fail (an
     input unlike the class it was compiled for) raises there, and the kernel falls back to eager for
     that class instead of stalling the request on a compiler."""
-    global _enabled
-    _enabled = on
+    global _enabled, _wait_s
+    _enabled, _wait_s = on, wait_s
     if on or "torch._dynamo" in sys.modules:
         from torch._dynamo import config as dynamo_config
 
@@ -119,8 +122,10 @@ class Kernel:
         cls = shape_class(args)
         state = self.states.get(cls) if cls is not None else FAILED
         if state is None:
-            self.states[cls] = PENDING
+            state = self.states[cls] = PENDING
             _submit(self, cls, tuple(_clone(t) for t in args))
+        if state == PENDING and _wait_s > 0:
+            state = self._await(cls, _wait_s)
         if state != READY:
             return None
         from torch._dynamo.exc import RecompileError
@@ -132,6 +137,12 @@ class Kernel:
             reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
             log.warning("fused kernel %s goes eager for class %s: %s", self.name, cls, reason)
             return None
+
+    def _await(self, cls: tuple, timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        while self.states.get(cls) == PENDING and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.states[cls]
 
     def compile_class(self, cls: tuple, args: tuple[torch.Tensor, ...]) -> None:
         """Compile for ``cls`` with ``args`` and check the result against the eager function (runs on

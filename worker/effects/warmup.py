@@ -51,8 +51,8 @@ def prime(device: torch.device) -> None:
     chain = sample_chain()
     g = torch.Generator(device="cpu").manual_seed(0)
     for b in (1, 2):
-        x = torch.rand((b, 3, SAMPLE_SIDE, SAMPLE_SIDE), generator=g).to(device)
-        images = {"dissolve": torch.rand((b, 3, SAMPLE_SIDE, SAMPLE_SIDE), generator=g).to(device)}
-        with torch.inference_mode():
+        with torch.inference_mode():  # inference tensors, as a worker's batches are
+            x = torch.rand((b, 3, SAMPLE_SIDE, SAMPLE_SIDE), generator=g).to(device)
+            images = {"dissolve": torch.rand((b, 3, SAMPLE_SIDE, SAMPLE_SIDE), generator=g).to(device)}
             run_chain(x, [chain] * b, list(range(b)), images)
     log.debug("sample request run on %s (%d effects)", device, len(chain))
