@@ -220,3 +220,18 @@ def test_with_a_wait_the_first_call_of_a_class_waits_for_its_compile():
         out = k.try_compiled(x, y)  # no eager answer: this call waited
     assert out is not None and torch.allclose(out, _blend(x, y), atol=1e-6, rtol=0)
     assert list(k.states.values()) == [fused.READY]
+
+
+def test_compiled_kernels_run_without_the_gil():
+    """Inductor's binding calls the kernel after parsing its arguments, with the GIL released (a worker's
+    other slots keep decoding and encoding meanwhile, as with eager torch operations)."""
+    from torch._inductor import codecache
+
+    k = fused.Kernel(_blend, name="blend-nogil")
+    fused.enable(wait_s=WAIT_S)
+    with torch.inference_mode():
+        x, y = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+        out = k.try_compiled(x, y)
+    assert out is not None and torch.allclose(out, _blend(x, y), atol=1e-6, rtol=0)
+    call = codecache.CppPythonBindingsCodeCache.call_entry_function
+    assert call == fused._KERNEL_CALL_RELEASING_GIL and "PyEval_SaveThread" in call

@@ -21,8 +21,8 @@ the operations into one or two loops over the image.
 
 Off unless :func:`enable` is called (workers do, per ``DARKROOM_WORKER_FUSE_EFFECTS``), so tests and
 library users get the eager code unless they ask. Compiled code is cached on disk by inductor
-(``TORCHINDUCTOR_CACHE_DIR``, default ``/tmp/torchinductor_$USER``), so a restarted worker recompiles
-in well under a second per class.
+(``TORCHINDUCTOR_CACHE_DIR``, default ``/tmp/torchinductor_$USER``): a restarted worker takes about
+0.2-2 s per class from it, after a few seconds for the compiler's first use in the process.
 """
 
 from __future__ import annotations
@@ -173,14 +173,37 @@ def kernel(fn: Callable[..., torch.Tensor]) -> Kernel:
     return Kernel(fn)
 
 
+# How inductor's Python binding calls a compiled CPU kernel (torch 2.13): with the GIL held throughout,
+# so a worker's other job slots (decoding, encoding, storing) could not run Python meanwhile; eager torch
+# operations release it. The replacement parses the arguments with the GIL, then runs the kernel without
+# it (the arguments' tensors stay referenced by the caller). Another torch's binding is left as it is.
+_KERNEL_CALL_HOLDING_GIL = "kernel({}); Py_RETURN_NONE;"
+_KERNEL_CALL_RELEASING_GIL = (
+    "auto call_args = std::make_tuple({}); "
+    "{{ PyThreadState* saved = PyEval_SaveThread(); "
+    "try {{ std::apply(kernel, call_args); }} catch (...) {{ PyEval_RestoreThread(saved); throw; }} "
+    "PyEval_RestoreThread(saved); }} Py_RETURN_NONE;"
+)
+
+
+def _release_gil_in_kernels() -> None:
+    from torch._inductor import codecache
+
+    binding = getattr(codecache, "CppPythonBindingsCodeCache", None)
+    if binding is not None and getattr(binding, "call_entry_function", None) == _KERNEL_CALL_HOLDING_GIL:
+        binding.call_entry_function = _KERNEL_CALL_RELEASING_GIL
+
+
 @contextlib.contextmanager
 def _compile_config():
     """Settings for compiling one class: no duck sizing (above), compiling in this thread (no worker
-    pool in a worker process), and room for every class and mode of a kernel in dynamo's cache."""
+    pool in a worker process), room for every class and mode of a kernel in dynamo's cache, and
+    kernels that run without the GIL."""
     from torch._dynamo import config as dynamo_config
     from torch._inductor import config as inductor_config
     from torch.fx.experimental import _config as fx_config
 
+    _release_gil_in_kernels()
     with (
         fx_config.patch(use_duck_shape=False),
         inductor_config.patch(compile_threads=1),
