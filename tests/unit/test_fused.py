@@ -103,7 +103,7 @@ def test_a_kernel_the_compiler_refuses_stays_eager_and_says_why(caplog):
 
 def _variants() -> list[list[tuple[str, object]]]:
     """Chains reaching every fused kernel: the worker's sample request, then the variants it leaves out
-    (other dodge & burn modes, a lightness desaturate, tone-weighted grain, a partial colour correction)."""
+    (other dodge & burn modes, tone-weighted grain, a partial colour correction)."""
     sample = warmup.sample_chain()
     params = GROUPS_BY_NAME
 
@@ -114,7 +114,6 @@ def _variants() -> list[list[tuple[str, object]]]:
     chains += [one("dodge_burn", dodge_burn_mode=m, dodge_burn_intensity=0.7)
                for m in ("burn", "dodge_and_burn", "burn_and_dodge", "color_dodge", "color_burn",
                          "linear_dodge", "linear_burn")]
-    chains += [one("desaturate", desaturate_method="lightness", desaturate_factor=0.8)]
     chains += [one("grain", grain_style=s, grain_intensity=0.5) for s in ("kodak", "cinematic", "newspaper")]
     chains += [one("color_correction", gamma=0.6, saturation=-40)]
     return chains
@@ -151,7 +150,7 @@ def test_every_pointwise_effect_reaches_a_compiled_kernel():
         assert fused.wait(WAIT_S)
     names = {k.name for k in kernels}
     for effect in ("color_correction", "dodge_burn", "tint", "dissolve", "vignette", "parabolize",
-                   "solarize", "desaturate", "glow", "grain", "sharpen"):
+                   "solarize", "glow", "grain", "sharpen"):
         assert any(effect in name for name in names), effect
     assert all(state == fused.READY for k in kernels for state in k.states.values())
 

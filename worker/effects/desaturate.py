@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from worker.effects import fused
 from worker.effects.common import REC601, REC709, clamp_finite_, select
 from worker.effects.registry import BatchParams, register
 
@@ -21,13 +20,11 @@ def _weighted_gray(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return gray.addcmul_(x[:, 1:2], w[:, 1:2]).addcmul_(x[:, 2:3], w[:, 2:3])
 
 
-@fused.kernel
 def blend_weighted(x: torch.Tensor, w: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Towards the weighted grey, for batches without the lightness method."""
     return clamp_finite_(torch.lerp(x, _weighted_gray(x, w).expand_as(x), factor))
 
 
-@fused.kernel
 def blend_any(x: torch.Tensor, w: torch.Tensor, is_light: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Towards the weighted grey, or ``(max + min) / 2`` for the items where ``is_light`` is 1."""
     light = (x.amax(dim=1, keepdim=True) + x.amin(dim=1, keepdim=True)) / 2
