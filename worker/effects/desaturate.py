@@ -15,29 +15,14 @@ WEIGHTS = {
 }
 
 
-def _weighted_gray(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    gray = x[:, 0:1] * w[:, 0:1]  # the weighted sum as three adds on single channels
-    return gray.addcmul_(x[:, 1:2], w[:, 1:2]).addcmul_(x[:, 2:3], w[:, 2:3])
-
-
-def blend_weighted(x: torch.Tensor, w: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Towards the weighted grey, for batches without the lightness method."""
-    return clamp_finite_(torch.lerp(x, _weighted_gray(x, w).expand_as(x), factor))
-
-
-def blend_any(x: torch.Tensor, w: torch.Tensor, is_light: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Towards the weighted grey, or ``(max + min) / 2`` for the items where ``is_light`` is 1."""
-    light = (x.amax(dim=1, keepdim=True) + x.amin(dim=1, keepdim=True)) / 2
-    gray = select(is_light, light, _weighted_gray(x, w))
-    return clamp_finite_(torch.lerp(x, gray.expand_as(x), factor))
-
-
 @register("desaturate")
 def desaturate(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
     w = p.table("desaturate_method", WEIGHTS, 3)
-    factor = p.scalar("desaturate_factor")
+    gray = x[:, 0:1] * w[:, 0:1]  # the weighted sum as three adds on single channels
+    gray.addcmul_(x[:, 1:2], w[:, 1:2]).addcmul_(x[:, 2:3], w[:, 2:3])
     methods = p.values("desaturate_method")
-    if "lightness" not in methods:
-        return blend_weighted(x, w, factor)
-    is_light = torch.tensor([float(m == "lightness") for m in methods], device=x.device).view(-1, 1, 1, 1)
-    return blend_any(x, w, is_light, factor)
+    if "lightness" in methods:
+        is_light = torch.tensor([m == "lightness" for m in methods], device=x.device).view(-1, 1, 1, 1)
+        light = (x.amax(dim=1, keepdim=True) + x.amin(dim=1, keepdim=True)) / 2
+        gray = select(is_light, light, gray)
+    return clamp_finite_(torch.lerp(x, gray.expand_as(x), p.scalar("desaturate_factor")))

@@ -16,8 +16,8 @@ from worker.effects.registry import BatchParams, register
 
 @fused.kernel
 def curve(x: torch.Tensor, coeff: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor) -> torch.Tensor:
-    d = (x - vx).square_()
-    return clamp_finite_(d.mul_(coeff).add_(vy))
+    d = x - vx
+    return clamp_finite_(torch.addcmul(vy, d.square_(), coeff, out=d))  # one buffer, one pass eagerly
 
 
 @register("parabolize")
