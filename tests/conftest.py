@@ -26,30 +26,30 @@ from tests.support.harness import (
 )
 
 
+def _session_env(name: str, value: str) -> Iterator[None]:
+    """``name=value`` in this process's environment (so in every process the tests start) until the
+    session ends, then what it was."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    yield
+    if old is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = old
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_state_home(tmp_path_factory) -> Iterator[None]:
     """The CLI keeps per-user records under $XDG_STATE_HOME (the embedded Redis, submit manifests):
     tests, and the processes they start, write them to a temporary folder, never the real home."""
-    old = os.environ.get("XDG_STATE_HOME")
-    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
-    yield
-    if old is None:
-        os.environ.pop("XDG_STATE_HOME", None)
-    else:
-        os.environ["XDG_STATE_HOME"] = old
+    yield from _session_env("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
 
 
 @pytest.fixture(scope="session", autouse=True)
 def eager_effects() -> Iterator[None]:
     """Workers the tests start run effects eagerly: compiling fused kernels (worker.effects.fused) costs
-    each worker process seconds of CPU. tests/unit/test_fused.py and one worker test turn it on."""
-    old = os.environ.get("DARKROOM_WORKER_FUSE_EFFECTS")
-    os.environ["DARKROOM_WORKER_FUSE_EFFECTS"] = "false"
-    yield
-    if old is None:
-        os.environ.pop("DARKROOM_WORKER_FUSE_EFFECTS", None)
-    else:
-        os.environ["DARKROOM_WORKER_FUSE_EFFECTS"] = old
+    each worker process seconds of CPU. tests/unit/test_fused.py turns fusing on in its own process."""
+    yield from _session_env("DARKROOM_WORKER_FUSE_EFFECTS", "false")
 
 
 @pytest.fixture(scope="session")
