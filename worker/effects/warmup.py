@@ -29,14 +29,14 @@ def sample_params(name: str) -> EffectParams:
     effect = EFFECTS[name]
     values = {}
     for field, info in effect.params.model_fields.items():
-        if field in effect.key_fields or info.annotation not in (int, float, "int", "float"):
+        if field in effect.key_fields or info.annotation not in (int, float):
             continue
         lo = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
         hi = next((m.le for m in info.metadata if hasattr(m, "le")), None)
         if lo is None or hi is None:
             continue
         value = lo + SAMPLE_AT * (hi - lo)
-        values[field] = round(value) if info.annotation in (int, "int") else value
+        values[field] = round(value) if info.annotation is int else value
     return effect.params(**values)
 
 
