@@ -97,12 +97,13 @@ def end_to_end(st, body: dict, warm: int, n: int, workers: int, threads: int, **
     return jobs
 
 
-def drain_rate(st, body: dict, warm: int, n: int, workers: int, threads: int, **env: str) -> float:
+def drain(st, body: dict, warm: int, n: int, workers: int, threads: int, **env: str) -> tuple[float, list]:
     """Worker throughput alone, in steady state: ``warm`` + ``n`` jobs are queued first, then the workers
     start (the warm-up jobs are older, so they are taken first). Completions per second of the measured
     jobs that finish after the last warm-up job, from the first of them to the last: with several job
     slots, measured jobs start beside warm-up ones, whose first-use costs (allocations, compiles) stay
-    out of the window. Nothing else runs meanwhile: no API ingest, no load generator."""
+    out of the window. Nothing else runs meanwhile: no API ingest, no load generator. Returns the rate
+    and the ``n`` measured jobs."""
     warm_ids = submit_many(st.url, body, warm, threads)
     ids = submit_many(st.url, body, n, threads)
     st.start_workers(workers, **env)
@@ -112,8 +113,13 @@ def drain_rate(st, body: dict, warm: int, n: int, workers: int, threads: int, **
     st.stop_workers()
     done = sorted(j.completed_at for j in jobs if j.completed_at > warmed)
     if len(done) < max(3, n // 2):  # too few after the warm-up: the whole run, first start to last end
-        return n / (max(j.completed_at for j in jobs) - min(j.started_at for j in jobs))
-    return (len(done) - 1) / (done[-1] - done[0])
+        return n / (max(j.completed_at for j in jobs) - min(j.started_at for j in jobs)), jobs
+    return (len(done) - 1) / (done[-1] - done[0]), jobs
+
+
+def drain_rate(st, body: dict, warm: int, n: int, workers: int, threads: int, **env: str) -> float:
+    """:func:`drain`'s rate alone."""
+    return drain(st, body, warm, n, workers, threads, **env)[0]
 
 
 def bench_small(st, n: int) -> dict:

@@ -144,6 +144,11 @@ class Settings(BaseSettings):
         "sample request's, before taking jobs, and in a job for one it is the first to need (0: never "
         "wait, jobs run the plain torch code until a kernel is ready; benchmarks wait for steady state)."
     )
+    worker_switch_interval_ms: float = Field(
+        0.0, ge=0, description="Python's thread switch interval in a worker (sys.setswitchinterval), "
+        "in ms; 0 keeps Python's 5 ms. A thread that gave the GIL up for a torch call can wait a whole "
+        "interval to get it back while a job slot runs Python code (docs/gpu.md)."
+    )
     max_batch_size: int = Field(8, ge=1, description="Most jobs run as one batch on the device.")
     max_wait_ms: float = Field(
         5.0, ge=0, description="How long the batcher waits for batch-mates while other slots are busy."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -107,6 +108,8 @@ def build_context(settings: Settings) -> WorkerContext:
         tune_malloc()
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
+    if settings.worker_switch_interval_ms:
+        sys.setswitchinterval(settings.worker_switch_interval_ms / 1000)
     load_plugins(settings)
     use_models_config(settings)
     device = pick_device(settings.device)
