@@ -61,14 +61,22 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
+def s3_server() -> Iterator[dict]:
+    """moto's S3 server, in this process: ``{"url": ..., "port": ..., "server": ...}``. A fault test
+    that restarts it on the same port puts the new server under "server", which is stopped at the end."""
     from moto.server import ThreadedMotoServer
 
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    holder = {"url": f"http://127.0.0.1:{port}", "port": port,
+              "server": ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)}
+    holder["server"].start()
+    yield holder
+    holder["server"].stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(s3_server) -> str:
+    return s3_server["url"]
 
 
 @pytest.fixture(scope="session")

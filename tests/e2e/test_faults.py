@@ -261,17 +261,16 @@ def test_sigterm_during_a_batch_loses_nothing(env):
     assert all(j.crashes == 0 for j in jobs), "a graceful stop is not a crash"
 
 
-def test_storage_outage_during_uploads(env, s3_endpoint):
+def test_storage_outage_during_uploads(env, s3_server):
     only_worker(env, "s", 4)
     ids = submit_faults(env, 4, mode="slow", sleep_ms=400)
     wait_for(lambda: all(store(env).get(i).status == "IN_PROGRESS" for i in ids), timeout_s=30)
     from moto.server import ThreadedMotoServer
 
-    port = int(s3_endpoint.rsplit(":", 1)[1])
-    server = _moto_server_on(port)
-    server.stop()
+    s3_server["server"].stop()
     time.sleep(3.0)
-    ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()
+    s3_server["server"] = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_server["port"], verbose=False)
+    s3_server["server"].start()
     wait_store_status(env, ids, "COMPLETED", timeout_s=60)
     jobs = assert_done_once(env, ids)
     for job in jobs:
@@ -279,17 +278,6 @@ def test_storage_outage_during_uploads(env, s3_endpoint):
     assert any(j.error is None for j in jobs)
     retried = [j for j in jobs if any("will retry" in e["message"] for e in store(env).logs(j.id))]
     assert retried, "the outage should have caused retries"
-
-
-def _moto_server_on(port: int):
-    import gc
-
-    from moto.server import ThreadedMotoServer
-
-    for obj in gc.get_objects():
-        if isinstance(obj, ThreadedMotoServer) and obj._port == port and obj._thread is not None:
-            return obj
-    raise AssertionError("moto server not found")
 
 
 def test_redis_restart_with_jobs_queued_and_running(env):
