@@ -15,7 +15,7 @@ import torch
 from darkroom.apps.params import GROUPS_BY_NAME
 from darkroom.settings import Settings
 from worker.context import start_fused_effects
-from worker.effects import fused, warmup
+from worker.effects import filters, fused, warmup
 from worker.effects.chain import run_chain
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -150,9 +150,35 @@ def test_every_pointwise_effect_reaches_a_compiled_kernel():
         assert fused.wait(WAIT_S)
     names = {k.name for k in kernels}
     for effect in ("color_correction", "dodge_burn", "tint", "dissolve", "vignette", "parabolize",
-                   "solarize", "glow", "grain", "sharpen"):
+                   "solarize", "glow", "grain", "sharpen", "separable"):
         assert any(effect in name for name in names), effect
     assert all(state == fused.READY for k in kernels for state in k.states.values())
+
+
+def test_separable_filters_compile_per_tap_count_and_match_eager():
+    """Gaussian blurs (blur, glow) run both 1-D passes as one compiled kernel per tap count; a
+    channels-last input keeps the eager path and its layout."""
+    g = torch.Generator().manual_seed(5)
+    for radius in (1, 3, 8):
+        taps = filters.node_gaussian_taps(radius, 0.7)
+        for b in (1, 2):
+            x = torch.rand((b, 3, 20, 28), generator=g)
+            with torch.inference_mode():
+                fused.enable(False)
+                want = filters.filter_separable(x, taps)
+                fused.enable()
+                filters.filter_separable(x, taps)  # queues the compile
+                assert fused.wait(WAIT_S)
+                got = filters.filter_separable(x, taps)
+            assert got.shape == x.shape and got.is_contiguous()
+            assert (got - want).abs().max().item() <= 1e-6, (radius, b)
+        kernel = filters.separable(len(taps))
+        assert set(kernel.states.values()) == {fused.READY} and len(kernel.states) == 2  # B = 1, B > 1
+    x = torch.rand((2, 3, 20, 28), generator=g).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        got = filters.filter_separable(x, filters.node_gaussian_taps(3, 0.7))
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert len(filters.separable(7).states) == 2  # no class was added for it
 
 
 def test_sample_request_leaves_no_step_neutral():

@@ -1,8 +1,9 @@
 """A sample request run at worker start, so the fused kernels it reaches compile before real jobs ask.
 
 The sample enables every registered effect with each bounded number at 60% of its range (so no step is
-neutral and skipped) and the modes at their defaults, on tiny images: a batch of one and a batch of two,
-the two shape classes a kernel compiles for (worker.effects.fused). Running it only queues the
+neutral and skipped) and the modes at their defaults; then every effect runs at its defaults (the radii
+most requests keep). Both run on tiny images: a batch of one and a batch of two, the two shape classes a
+kernel compiles for (worker.effects.fused). Running it only queues the
 compiles; :func:`worker.effects.fused.wait` blocks until they are done.
 """
 
@@ -46,13 +47,22 @@ def sample_chain() -> Chain:
     return [(name, sample_params(name)) for name in GROUPS_BY_NAME if name in EFFECTS]
 
 
+def default_chain() -> Chain:
+    """Every registered effect at its defaults: the kernels that depend on a number (a blur's tap count
+    follows its radius) are compiled for the values most requests leave as they are."""
+    load_all()
+    return [(name, EFFECTS[name].params()) for name in GROUPS_BY_NAME if name in EFFECTS]
+
+
 def prime(device: torch.device) -> None:
-    """Run the sample request on batches of one and two (queuing the compiles of what it reaches)."""
-    chain = sample_chain()
+    """Run the sample request and the defaults on batches of one and two (queuing the compiles of what
+    they reach)."""
+    chains = [sample_chain(), default_chain()]
     g = torch.Generator(device="cpu").manual_seed(0)
-    for b in (1, 2):
-        with torch.inference_mode():  # inference tensors, as a worker's batches are
-            x = torch.rand((b, 3, SAMPLE_SIDE, SAMPLE_SIDE), generator=g).to(device)
-            images = {"dissolve": torch.rand((b, 3, SAMPLE_SIDE, SAMPLE_SIDE), generator=g).to(device)}
-            run_chain(x, [chain] * b, list(range(b)), images)
-    log.debug("sample request run on %s (%d effects)", device, len(chain))
+    for chain in chains:
+        for b in (1, 2):
+            with torch.inference_mode():  # inference tensors, as a worker's batches are
+                x = torch.rand((b, 3, SAMPLE_SIDE, SAMPLE_SIDE), generator=g).to(device)
+                images = {"dissolve": torch.rand((b, 3, SAMPLE_SIDE, SAMPLE_SIDE), generator=g).to(device)}
+                run_chain(x, [chain] * b, list(range(b)), images)
+    log.debug("sample request and defaults run on %s (%d effects)", device, len(chains[0]))
