@@ -103,10 +103,10 @@ SEPARABLE_FUSED_MAX_RADIUS = 50  # glow's largest radius; the blur's is 31
 @functools.cache
 def separable(k: int) -> fused.Kernel:
     """:func:`filter_separable`'s two 1-D passes of ``k`` taps (a tensor ``w``) over the reflect-padded
-    image ``xp``, for compiling: each output value reads its ``k`` neighbours from cache in one loop
-    (inductor keeps the horizontal pass in registers for small ``k`` and writes it once for large ones),
-    where the eager code makes one image-sized pass per tap and axis (1024², r3: 6.5 -> 1.3 ms; r15:
-    11.4 -> 5.0 ms on 2 threads). The sums run in the same order as the eager ones."""
+    image ``xp``, for compiling: inductor reads each value's ``k`` neighbours from cache in one or two
+    loops (it decides whether the horizontal pass is written out), where the eager code makes one
+    image-sized pass per tap and axis (1024², 2 threads, fastest of 20: r3 7.8 -> 1.9 ms, r15 33 ->
+    4.7 ms; docs/performance.md). The sums run in the same order as the eager ones."""
 
     def run(xp: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         n = xp.shape[-1] - k + 1
