@@ -82,7 +82,7 @@ def filter_separable(x: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
     if r == 0:
         return x * float(taps[0])
     xp = pad_reflect(x, r, r)
-    if r <= SEPARABLE_FUSED_MAX_RADIUS and x.is_contiguous():
+    if fused.enabled() and r <= SEPARABLE_FUSED_MAX_RADIUS and x.is_contiguous():
         out = separable(len(taps)).try_compiled(xp, torch.tensor(taps, dtype=x.dtype))
         if out is not None:
             return out
