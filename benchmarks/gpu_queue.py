@@ -26,8 +26,6 @@ ROOT = HERE.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 import argparse  # noqa: E402
-import base64  # noqa: E402
-import io  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
@@ -35,9 +33,7 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from benchmarks._services import stack  # noqa: E402
 from benchmarks.queue import ALL_EFFECTS, data_uri, drain  # noqa: E402
@@ -54,21 +50,14 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def jpeg_uri(size: int, quality: int = 95, seed: int = 0) -> str:
-    """The same noise as :func:`benchmarks.queue.data_uri`, as a 4:4:4 JPEG."""
-    rgb = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality, subsampling=0)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 def cases() -> list[Case]:
     chain = {"dissolve_image_url": data_uri(64, 1), **ALL_EFFECTS}
     batch16 = {"DARKROOM_MAX_BATCH_SIZE": "16", "DARKROOM_WORKER_CONCURRENCY": "16"}
     return [
         Case("1024² 13 effects, PNG in, PNG out", {"image_url": data_uri(1024), **chain}, 96, 16),
         Case("1024² 13 effects, JPEG q95 in, JPEG q95 out",
-             {"image_url": jpeg_uri(1024), **chain, "output_format": "jpeg", "output_quality": 95}, 96, 16,
+             {"image_url": data_uri(1024, fmt="jpeg"), **chain, "output_format": "jpeg",
+              "output_quality": 95}, 96, 16,
              {"DARKROOM_LOG_LEVEL": "INFO"}),  # the worker logs which path JPEG takes
         Case("256² 3 effects, PNG, batches ≤ 16, 16 slots",
              {"image_url": data_uri(256), "enable_color_correction": True, "brightness": 10,

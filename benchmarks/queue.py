@@ -49,11 +49,15 @@ ALL_EFFECTS = {
 }
 
 
-def data_uri(size: int, seed: int = 0) -> str:
+def data_uri(size: int, seed: int = 0, fmt: str = "png") -> str:
+    """A ``size``² noise image as a data URI: PNG (level 1), or JPEG (quality 95, 4:4:4)."""
     rgb = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    if fmt == "jpeg":
+        Image.fromarray(rgb).save(buf, format="JPEG", quality=95, subsampling=0)
+    else:
+        Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
+    return f"data:image/{fmt};base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def submit_many(base: str, body: dict, n: int, threads: int = 16) -> list[str]:
