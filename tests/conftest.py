@@ -62,13 +62,12 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[dict]:
-    """moto's S3 server, in this process: ``{"url": ..., "port": ..., "server": ...}``. A fault test
-    that restarts it on the same port puts the new server under "server", which is stopped at the end."""
+    """moto's S3 server, in this process: ``{"port": ..., "server": ...}``. A fault test that restarts
+    it on the same port puts the new server under "server", which is stopped at the end."""
     from moto.server import ThreadedMotoServer
 
     port = free_port()
-    holder = {"url": f"http://127.0.0.1:{port}", "port": port,
-              "server": ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)}
+    holder = {"port": port, "server": ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)}
     holder["server"].start()
     yield holder
     holder["server"].stop()
@@ -76,7 +75,7 @@ def s3_server() -> Iterator[dict]:
 
 @pytest.fixture(scope="session")
 def s3_endpoint(s3_server) -> str:
-    return s3_server["url"]
+    return f"http://127.0.0.1:{s3_server['port']}"
 
 
 @pytest.fixture(scope="session")
