@@ -18,7 +18,11 @@ log = logging.getLogger(__name__)
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's maximum on 64-bit
-TRIM_THRESHOLD = 16 * 1024**3
+# mallopt takes a C int: the largest trim threshold it can express is 2 GiB - 1 (free memory at the top
+# of the heap is kept up to that). A larger Python int would be cut to its low 32 bits by ctypes: 16 GiB
+# became 0, which trims the heap on every free, so each new image-sized buffer page-faulted again
+# (a fresh 1024² float image: 3.4 ms instead of 0.17 ms).
+TRIM_THRESHOLD = 2**31 - 1
 
 
 def tune_malloc() -> bool:
@@ -27,8 +31,16 @@ def tune_malloc() -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+        ok = _mallopt(libc, M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        ok = ok and _mallopt(libc, M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     except (OSError, AttributeError) as exc:
         log.info("malloc tuning not available: %s", exc)
         return False
     return bool(ok)
+
+
+def _mallopt(libc: ctypes.CDLL, param: int, value: int) -> bool:
+    """``mallopt(param, value)``; a value that does not fit a C int is refused (ctypes would wrap it)."""
+    if ctypes.c_int(value).value != value:
+        raise ValueError(f"mallopt value {value} does not fit a C int")
+    return bool(libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)))
