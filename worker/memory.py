@@ -4,6 +4,15 @@ Effects allocate image-sized buffers (tens of MB) per step. glibc serves blocks 
 and returns them to the OS on free, so every new buffer page-faults again: measured at 1024², the
 13-effect chain took 154 ms with the default allocator and 97 ms with these settings, and a batch of
 8 became faster per image than a batch of 1 instead of slower; peak memory did not change.
+
+Until 2026-12-04 the trim threshold was passed as 16 GiB, which ctypes cut to 0 (mallopt takes a C
+int): glibc then trimmed the top of the heap on every free, and buffers there faulted in again. With
+the threshold that was meant (the largest a C int holds), ``benchmarks/effects.py``'s chain row went
+from 46-50 ms to 30 ms and the conversions from 3.9-4.1 ms to 2.5 ms in the same sitting.
+
+Blocks above glibc's largest mmap threshold (32 MiB: a batch of three 1024² images) are still mapped
+and unmapped each time; a worker-like run of 1024² jobs measured no gain from serving them from the
+heap (``GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0``), so that stays as it is.
 """
 
 from __future__ import annotations
