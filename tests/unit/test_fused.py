@@ -150,7 +150,7 @@ def test_every_pointwise_effect_reaches_a_compiled_kernel():
         assert fused.wait(WAIT_S)
     names = {k.name for k in kernels}
     for effect in ("color_correction", "dodge_burn", "tint", "dissolve", "vignette", "parabolize",
-                   "solarize", "glow", "grain", "sharpen", "separable"):
+                   "solarize", "desaturate", "glow", "grain", "sharpen", "separable"):
         assert any(effect in name for name in names), effect
     assert all(state == fused.READY for k in kernels for state in k.states.values())
 

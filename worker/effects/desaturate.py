@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from worker.effects import fused
 from worker.effects.common import REC601, REC709, clamp_finite_, select
 from worker.effects.registry import BatchParams, register
 
@@ -15,14 +16,27 @@ WEIGHTS = {
 }
 
 
+def weighted_grey(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The per-item weighted sum of the channels, ``(B, 1, H, W)``, as three adds on single channels."""
+    grey = x[:, 0:1] * w[:, 0:1]
+    return grey.addcmul_(x[:, 1:2], w[:, 1:2]).addcmul_(x[:, 2:3], w[:, 2:3])
+
+
+def blend(x: torch.Tensor, grey: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return clamp_finite_(torch.lerp(x, grey.expand_as(x), factor))
+
+
+@fused.kernel
+def blend_to_weighted_grey(x: torch.Tensor, w: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return blend(x, weighted_grey(x, w), factor)
+
+
 @register("desaturate")
 def desaturate(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
-    w = p.table("desaturate_method", WEIGHTS, 3)
-    gray = x[:, 0:1] * w[:, 0:1]  # the weighted sum as three adds on single channels
-    gray.addcmul_(x[:, 1:2], w[:, 1:2]).addcmul_(x[:, 2:3], w[:, 2:3])
+    w, factor = p.table("desaturate_method", WEIGHTS, 3), p.scalar("desaturate_factor")
     methods = p.values("desaturate_method")
-    if "lightness" in methods:
-        is_light = torch.tensor([m == "lightness" for m in methods], device=x.device).view(-1, 1, 1, 1)
-        light = (x.amax(dim=1, keepdim=True) + x.amin(dim=1, keepdim=True)) / 2
-        gray = select(is_light, light, gray)
-    return clamp_finite_(torch.lerp(x, gray.expand_as(x), p.scalar("desaturate_factor")))
+    if "lightness" not in methods:  # the weighted sums: one fused pass
+        return blend_to_weighted_grey(x, w, factor)
+    is_light = torch.tensor([m == "lightness" for m in methods], device=x.device).view(-1, 1, 1, 1)
+    light = (x.amax(dim=1, keepdim=True) + x.amin(dim=1, keepdim=True)) / 2
+    return blend(x, select(is_light, light, weighted_grey(x, w)), factor)

@@ -198,7 +198,13 @@ def _release_gil_in_kernels() -> None:
 def _compile_config():
     """Settings for compiling one class: no duck sizing (above), compiling in this thread (no worker
     pool in a worker process), room for every class and mode of a kernel in dynamo's cache, and
-    kernels that run without the GIL."""
+    kernels that run without the GIL.
+
+    ``cpp.min_chunk_size=1``: inductor decides which loops run on several threads from the sizes of
+    the call it compiles for, and leaves a loop serial below 512 elements a thread. A class serves every
+    image size, but the worker's warm-up compiles it on 24² samples, so loops over one channel (a grey
+    or a mask) ran on one thread for every later 1024² image. With this, every loop is parallel; OpenMP
+    itself keeps tiny ones cheap."""
     from torch._dynamo import config as dynamo_config
     from torch._inductor import config as inductor_config
     from torch.fx.experimental import _config as fx_config
@@ -206,7 +212,7 @@ def _compile_config():
     _release_gil_in_kernels()
     with (
         fx_config.patch(use_duck_shape=False),
-        inductor_config.patch(compile_threads=1),
+        inductor_config.patch({"compile_threads": 1, "cpp.min_chunk_size": 1}),
         dynamo_config.patch(recompile_limit=64, accumulated_recompile_limit=4096, error_on_recompile=False),
     ):
         yield
