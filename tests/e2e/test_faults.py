@@ -216,7 +216,9 @@ def test_duplicate_delivery_has_one_effect(env):
 
 def test_failing_item_does_not_sink_its_batch(env):
     ensure_worker(env)
-    first = submit_faults(env, 1, mode="slow", sleep_ms=400)  # keeps the device busy while the rest queue up
+    # keeps the device busy while the rest queue up: long enough for three jobs to be fetched and
+    # prepared meanwhile on a loaded machine (at 400 ms the good ones once ran before the bad one came)
+    first = submit_faults(env, 1, mode="slow", sleep_ms=1200)
     wait_store_status(env, first, "IN_PROGRESS")
     ids = first + submit_faults(env, 2, mode="slow", sleep_ms=50)
     bad = submit_faults(env, 1, mode="fail")
