@@ -15,7 +15,17 @@ import pytest
 
 from worker import memory
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt (Linux)")
+
+def _has_mallinfo2() -> bool:
+    try:
+        return hasattr(ctypes.CDLL("libc.so.6"), "mallinfo2")  # glibc 2.33 and later
+    except OSError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not _has_mallinfo2(), reason="glibc's mallopt and mallinfo2"
+)
 
 CHILD = """
 import ctypes, json, sys
