@@ -41,25 +41,28 @@ libc.mallinfo2.restype = MallInfo2
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
 tuned = sys.argv[1] == "tuned" and memory.tune_malloc()
-size = 12 * 1024 * 1024  # a 1024² RGB float32 image
+size = int(sys.argv[2])
 block = libc.malloc(size)
 mmapped = libc.mallinfo2().hblkhd
 libc.free(block)
 print(json.dumps({"tuned": bool(tuned), "mmapped": mmapped, "kept": libc.mallinfo2().keepcost}))
 """
-IMAGE_BYTES = 12 * 1024 * 1024
+IMAGE_BYTES = 12 * 1024 * 1024  # a 1024² RGB float32 image
+LARGE_BYTES = 48 * 1024 * 1024  # 2048²: above glibc's largest mmap threshold (32 MiB)
 
 
-def freed_image_block(mode: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True, check=True)
+def freed_image_block(mode: str, size: int = IMAGE_BYTES) -> dict:
+    cmd = [sys.executable, "-c", CHILD, mode, str(size)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_tuned_heap_keeps_a_freed_image_buffer():
-    got = freed_image_block("tuned")
+@pytest.mark.parametrize("size", [IMAGE_BYTES, LARGE_BYTES], ids=["1024²", "2048²"])
+def test_tuned_heap_keeps_a_freed_image_buffer(size):
+    got = freed_image_block("tuned", size)
     assert got["tuned"] is True
-    assert got["mmapped"] < IMAGE_BYTES, got  # served from the heap, not by its own mmap
-    assert got["kept"] >= IMAGE_BYTES, got  # and kept there once freed (0 as trim threshold: ~128 KB)
+    assert got["mmapped"] < size, got  # served from the heap, not by its own mmap
+    assert got["kept"] >= size, got  # and kept there once freed (0 as trim threshold: ~128 KB)
 
 
 def test_untuned_glibc_hands_the_block_back():
