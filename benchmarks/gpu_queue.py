@@ -85,7 +85,7 @@ def run_case(case: Case, device: str, k: float, worker_env: dict[str, str]) -> s
         st.start_api()
         log.info("%s: %d jobs after %d warm-up jobs ...", case.name, n, warm)
         t0 = time.monotonic()
-        rate, jobs = drain(st, case.body, warm, n, 1, 16, **{**case.env, **worker_env})
+        rate, jobs, _ = drain(st, case.body, warm, n, 1, 16, **{**case.env, **worker_env})
         spent = time.monotonic() - t0
         note = ""
         if "JPEG" in case.name:
