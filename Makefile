@@ -48,6 +48,7 @@ test: install-test lint  ## lint, then the whole test suite
 bench: install-test  ## benchmarks (print tables)
 	$(BIN)/python benchmarks/effects.py
 	$(BIN)/python benchmarks/queue.py
+	$(BIN)/python benchmarks/contention.py
 	$(BIN)/python benchmarks/sse.py
 	$(BIN)/python benchmarks/diffusion.py
 
