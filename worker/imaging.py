@@ -306,10 +306,16 @@ def _bhwc_to_bchw(arr: np.ndarray, device: str | torch.device) -> torch.Tensor:
     return x.div_(scale)
 
 
+PLANES_MIN_PIXELS = 512 * 512  # below, a batch converts in a few torch calls instead of 4 per image
+
+
 def _planes_suit(height: int, width: int) -> bool:
-    """Whether the conversions go through OpenCV's planes: not for tiny images, where they gain nothing,
-    and where OpenCV's binding would take a plane of at most four values for a scalar."""
-    return min(height, width) >= 16
+    """Whether the conversions go through OpenCV's planes: from 512² up. Smaller images gain little
+    there, and a worker's batch of sixteen 256² images would make some 60 OpenCV calls where the
+    strided path makes a few torch calls, each call holding the GIL while it parses its arguments
+    (4-5 % of a 256² worker's GIL time in a profile). Never for a side under 16, where OpenCV's
+    binding would take a plane of at most four values for a scalar."""
+    return min(height, width) >= 16 and height * width >= PLANES_MIN_PIXELS
 
 
 def _planes_to_float(cv2: Any, arrays: Sequence[np.ndarray]) -> torch.Tensor:

@@ -505,6 +505,14 @@ def test_module_names_its_accepted_formats():
 # ---- the conversions through OpenCV's planes give exactly the torch path's values ------------------
 
 
+@pytest.fixture
+def small_planes(monkeypatch):
+    """The OpenCV planes path for this test's small images too (it starts at 512² in workers)."""
+    import worker.imaging as imaging
+
+    monkeypatch.setattr(imaging, "PLANES_MIN_PIXELS", 1)
+
+
 def _torch_path(monkeypatch, fn, *args):
     """``fn(*args)`` with OpenCV hidden from worker.imaging: the plain torch conversions."""
     import worker.imaging as imaging
@@ -516,12 +524,16 @@ def _torch_path(monkeypatch, fn, *args):
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_to_tensor_through_planes_equals_the_strided_conversion(monkeypatch, dtype, batch) -> None:
+def test_to_tensor_through_planes_equals_the_strided_conversion(monkeypatch, small_planes, dtype,
+                                                                 batch) -> None:
     rng = np.random.default_rng(batch)
     top = np.iinfo(dtype).max
     images = [DecodedImage(rng.integers(0, top, (40, 33, 3), endpoint=True).astype(dtype), None, None,
                            33, 40, "png") for _ in range(batch)]
     images[0].rgb[0, :3] = [[0, top, 1]]  # the ends of the range
+    import worker.imaging as imaging
+
+    assert imaging._planes_suit(40, 33)
     got = to_tensor(images)
     want = _torch_path(monkeypatch, to_tensor, images)
     assert got.is_contiguous() and got.shape == (batch, 3, 40, 33)
@@ -529,7 +541,7 @@ def test_to_tensor_through_planes_equals_the_strided_conversion(monkeypatch, dty
 
 
 @pytest.mark.parametrize("channels", [3, 4])
-def test_from_tensor_through_planes_equals_rounding_in_torch(monkeypatch, channels) -> None:
+def test_from_tensor_through_planes_equals_rounding_in_torch(monkeypatch, small_planes, channels) -> None:
     g = torch.Generator().manual_seed(channels)
     x = torch.rand(2, channels, 24, 31, generator=g) * 1.4 - 0.2  # out of range both ways: clamped
     ties = torch.tensor([0.5, 1.5, 2.5, 127.5, 254.5, 255.5, -0.5]) / 255.0  # rounded half to even
@@ -537,9 +549,17 @@ def test_from_tensor_through_planes_equals_rounding_in_torch(monkeypatch, channe
     x[1, 1, 2, :4] = torch.tensor([float("inf"), -float("inf"), 1.0, 0.0])
     import worker.imaging as imaging
 
+    assert imaging._planes_suit(24, 31)
     got = imaging._to_uint8_hwc(x)
     want = _torch_path(monkeypatch, imaging._to_uint8_hwc, x)
     assert [a.shape for a in got] == [(24, 31, channels)] * 2
     assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
     cl = imaging._to_uint8_hwc(x.contiguous(memory_format=torch.channels_last))  # any float layout
     assert all(np.array_equal(a, b) for a, b in zip(cl, want, strict=True))
+
+
+def test_the_planes_path_starts_at_512_squared_and_never_under_16_a_side() -> None:
+    import worker.imaging as imaging
+
+    assert imaging._planes_suit(512, 512) and imaging._planes_suit(2048, 128)
+    assert not imaging._planes_suit(256, 256) and not imaging._planes_suit(8, 2**20)
