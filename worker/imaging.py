@@ -600,8 +600,9 @@ def _encode_opencv(
 
 
 @functools.cache
+@functools.cache
 def _opencv() -> Any:
-    """The cv2 module (a worker dependency), or None where it does not import."""
+    """The cv2 module (a worker dependency), or None where it does not import (said once)."""
     try:
         import cv2
     except ImportError:
