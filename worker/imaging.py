@@ -600,9 +600,8 @@ def _encode_opencv(
 
 
 @functools.cache
-@functools.cache
 def _opencv() -> Any:
-    """The cv2 module (a worker dependency), or None where it does not import (said once)."""
+    """The cv2 module (a worker dependency), or None where it does not import."""
     try:
         import cv2
     except ImportError:
