@@ -282,9 +282,8 @@ def to_tensor(images: Sequence[DecodedImage], device: str | torch.device = "cpu"
                           else device_io.device_images_to_float([im]) for im in images])
     if len({im.rgb.dtype for im in images}) == 1:
         cv2 = _opencv() if torch.device(device).type == "cpu" else None
-        if cv2 is not None and images[0].rgb.ndim == 3 and _planes_suit(*next(iter(sizes))):  # no stacking
-            scale = 65535.0 if images[0].rgb.dtype == np.uint16 else 255.0
-            return _planes_to_float(cv2, [im.rgb for im in images]).div_(scale)
+        if cv2 is not None and images[0].rgb.ndim == 3 and _planes_suit(images[0].height, images[0].width):
+            return _planes_to_float(cv2, [im.rgb for im in images]).div_(_full_scale(images[0].rgb))
         arr = images[0].rgb[None] if len(images) == 1 else np.stack([im.rgb for im in images])
         return _bhwc_to_bchw(arr, device)
     return torch.cat([_bhwc_to_bchw(im.rgb[None], device) for im in images])
@@ -293,7 +292,7 @@ def to_tensor(images: Sequence[DecodedImage], device: str | torch.device = "cpu"
 def _bhwc_to_bchw(arr: np.ndarray, device: str | torch.device) -> torch.Tensor:
     import torch
 
-    scale = 65535.0 if arr.dtype == np.uint16 else 255.0
+    scale = _full_scale(arr)
     if not (arr.flags.writeable and arr.flags.c_contiguous):
         arr = np.array(arr, order="C")  # from_numpy needs positive strides and warns on read-only data
     if torch.device(device).type == "cpu":
@@ -304,6 +303,11 @@ def _bhwc_to_bchw(arr: np.ndarray, device: str | torch.device) -> torch.Tensor:
         t = device_io.upload(arr, device)
     x = t.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
     return x.div_(scale)
+
+
+def _full_scale(arr: np.ndarray) -> float:
+    """The integer value that maps to 1.0: 65535 for 16-bit samples, 255 for 8-bit ones."""
+    return 65535.0 if arr.dtype == np.uint16 else 255.0
 
 
 PLANES_MIN_PIXELS = 512 * 512  # below, a batch converts in a few torch calls instead of 4 per image
@@ -389,12 +393,12 @@ def to_rgba_tensor(images: Sequence[DecodedImage], device: str | torch.device = 
     (height, width), = sizes
     out = torch.empty((len(images), 4, height, width), dtype=torch.float32, device=device)
     for i, im in enumerate(images):
-        scale = 65535.0 if im.rgb.dtype == np.uint16 else 255.0
+        scale = _full_scale(im.rgb)
         out[i, :3].copy_(_integers(im.rgb, device).permute(2, 0, 1)).div_(scale)
         if im.alpha is None:
             out[i, 3].fill_(1.0)
         else:
-            top = 65535.0 if im.alpha.dtype == np.uint16 else 255.0
+            top = _full_scale(im.alpha)
             out[i, 3].copy_(_integers(im.alpha, device)).div_(top)
     return out
 
@@ -446,7 +450,7 @@ def _resize_array(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    top = 65535.0 if arr.dtype == np.uint16 else 255.0
+    top = _full_scale(arr)
     src = arr.astype(np.int32) if arr.dtype == np.uint16 else np.ascontiguousarray(arr)
     x = torch.from_numpy(src)[None].permute(0, 3, 1, 2).to(torch.float32)  # keeps the channels-last strides
     shrink = size[0] < arr.shape[0] or size[1] < arr.shape[1]
