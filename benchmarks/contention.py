@@ -48,17 +48,18 @@ def workload(kind: str) -> Callable[[], object]:
         src = torch.rand(3, 2048, 2048)
         dst = torch.empty_like(src)
         return lambda: torch.mul(src, 1.0, out=dst)
-    from benchmarks.effects import chain_case, params_for, test_image
+    from benchmarks.effects import COMPILE_WAIT_S, chain_case, decoded, params_for, test_image
     from worker.effects import fused, load_all
     from worker.effects.chain import run_chain
+    from worker.imaging import to_tensor
     from worker.memory import tune_malloc
 
     tune_malloc()
     load_all()
-    fused.enable(True, wait_s=300)
+    fused.enable(True, wait_s=COMPILE_WAIT_S)
     steps = [(name, params_for(name, overrides)) for name, overrides in chain_case().steps]
     with torch.inference_mode():
-        x = torch.from_numpy(test_image(1024, 1024)).float().div_(255.0).permute(2, 0, 1)[None].contiguous()
+        x = to_tensor([decoded(test_image(1024, 1024))])
         other = x.flip(-1).contiguous()
 
     def chain() -> None:
@@ -66,7 +67,7 @@ def workload(kind: str) -> Callable[[], object]:
             run_chain(x, [steps], [7], {"dissolve": other})
 
     chain()
-    fused.wait(300)
+    fused.wait(COMPILE_WAIT_S)
     return chain
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -32,8 +33,6 @@ def test_a_spinning_process_counts_as_about_one_busy_core() -> None:
 
 
 def test_cpu_time_of_a_process_and_of_the_machine_grow_while_it_works() -> None:
-    import os
-
     me, busy = process_cpu_s(os.getpid()), machine_busy_s()
     end = time.process_time() + 0.2
     while time.process_time() < end:
