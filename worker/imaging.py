@@ -364,7 +364,7 @@ def _to_uint8_hwc(x: torch.Tensor) -> list[np.ndarray]:
         return list(device_io.download(levels_255(x).to(torch.uint8).permute(0, 2, 3, 1).contiguous()))
     cv2 = _opencv() if _planes_suit(x.shape[2], x.shape[3]) else None
     if cv2 is not None and x.shape[1] <= 4:
-        y = x.float().mul(255.0).contiguous()
+        y = _times_255(x).contiguous()
         return [cv2.merge([cv2.multiply(y[i, c].numpy(), 1.0, dtype=cv2.CV_8U) for c in range(y.shape[1])])
                 .reshape(y.shape[2], y.shape[3], y.shape[1]) for i in range(y.shape[0])]
     y = levels_255(x)
@@ -377,7 +377,12 @@ def _to_uint8_hwc(x: torch.Tensor) -> list[np.ndarray]:
 def levels_255(x: torch.Tensor) -> torch.Tensor:
     """Float in [0, 1] -> float levels 0..255 (clamped, rounded half to even), a new tensor: what every
     float-to-uint8 conversion casts (here and in worker.device_io)."""
-    return x.float().mul(255.0).round_().clamp_(0.0, 255.0)
+    return _times_255(x).round_().clamp_(0.0, 255.0)
+
+
+def _times_255(x: torch.Tensor) -> torch.Tensor:
+    """``x`` · 255 in float32, a new tensor: the levels before rounding and clamping."""
+    return x.float().mul(255.0)
 
 
 def to_rgba_tensor(images: Sequence[DecodedImage], device: str | torch.device = "cpu") -> torch.Tensor:
